@@ -1,0 +1,52 @@
+"""peft-dor: CLIP prompt tuning as PEFT adapters, calibrated with Dynamic Outlier Regularization.
+
+``import peft_dor`` registers every method with PEFT, so ``get_peft_model``, ``PeftModel.from_pretrained`` and
+``PeftConfig.from_pretrained`` know them. Import it before any of those calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
+from .registry import DorPeftType, register
+from .tuners.coop import CoOpConfig, CoOpModel
+
+__version__ = "0.1.0.dev0"
+
+register()
+
+# Heavy parts (the Trainer, datasets, evaluate, nltk) load on first use so that `import peft_dor` stays fast.
+_LAZY = {
+    "DORConfig": "peft_dor.dor",
+    "DORRegularizer": "peft_dor.dor",
+    "DORTrainer": "peft_dor.training",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dor import DORConfig, DORRegularizer
+    from .training import DORTrainer
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peft_dor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CoOpConfig",
+    "CoOpModel",
+    "DORConfig",
+    "DORRegularizer",
+    "DORTrainer",
+    "DorPeftType",
+    "PromptCLIP",
+    "PromptClassifierOutput",
+    "PromptTuner",
+    "register",
+]

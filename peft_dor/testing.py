@@ -1,0 +1,141 @@
+"""A tiny CLIP and tokenizer built offline, for tests, the demo and the docs.
+
+``build_tiny_clip(path)`` writes a real ``CLIPModel`` (random weights from a seed, a small ``CLIPConfig``), a real
+``CLIPTokenizer`` (CLIP's byte-level BPE with a small vocabulary) and a ``CLIPImageProcessor`` to ``path``, so that
+``CLIPModel.from_pretrained(path)`` and the tokenizer lookup by ``name_or_path`` work with no network.
+
+Example:
+    ```python
+    from transformers import CLIPModel
+    from peft_dor.testing import build_tiny_clip
+
+    path = build_tiny_clip("/tmp/tiny-clip")
+    clip = CLIPModel.from_pretrained(path)
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+#: words that become single tokens (or short merges) in the tiny vocabulary
+TINY_WORDS = (
+    "a an the of photo picture type texture pet flower food aircraft centered satellite person doing "
+    "x cat dog bird fish horse frog deer ship truck car plane boat tree rose tulip apple banana pizza "
+    "red green blue yellow circle square stripe dot noise forest river lake mountain road building "
+    "crop land sea house chair table lamp cup book phone clock bottle shoe hat shirt ball kite"
+).split()
+
+TINY_CONFIG = {
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+    "vision": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    },
+    "projection_dim": 24,
+}
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2/CLIP's reversible byte -> printable-unicode table (every byte gets a visible character).
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars)))
+
+
+def tiny_vocabulary(words=TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP-style BPE vocabulary and merges: every byte (alone and word-final) plus left-to-right merges of ``words``."""
+    symbols = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for token in symbols + [s + "</w>" for s in symbols]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    seen = set()
+    for word in words:
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:
+            pair = (parts[0], parts[1])
+            if pair not in seen:
+                seen.add(pair)
+                merges.append(pair)
+                vocab.setdefault(pair[0] + pair[1], len(vocab))
+            parts = [parts[0] + parts[1], *parts[2:]]
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return vocab, merges
+
+
+def build_tiny_tokenizer(words=TINY_WORDS):
+    """A real ``CLIPTokenizer`` over the tiny vocabulary."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = tiny_vocabulary(words)
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def tiny_clip_config(vocab_size: int, bos_token_id: int, eos_token_id: int, **overrides):
+    """A small ``CLIPConfig`` with the tiny tokenizer's special ids (77 text positions, 32 px images)."""
+    from transformers import CLIPConfig
+
+    text = dict(TINY_CONFIG["text"], vocab_size=vocab_size, max_position_embeddings=77)
+    text.update(bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=eos_token_id)
+    text.update(overrides.pop("text_config", {}))
+    vision = dict(TINY_CONFIG["vision"], **overrides.pop("vision_config", {}))
+    return CLIPConfig(
+        text_config=text, vision_config=vision, projection_dim=overrides.pop("projection_dim", 24), **overrides
+    )
+
+
+def _image_processor(image_size: int):
+    try:
+        from transformers import CLIPImageProcessorPil as processor_cls
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import CLIPImageProcessor as processor_cls
+    return processor_cls(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+
+
+def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, overwrite: bool = False, **overrides):
+    """Write a tiny random ``CLIPModel`` with its tokenizer and image processor to ``output_dir`` and return the path.
+
+    Args:
+        output_dir: where to save; defaults to ``$PEFT_DOR_CACHE`` (or ``~/.cache/peft_dor``)/``tiny-clip-<seed>``.
+        seed: seed of the random weights; the same seed gives the same model.
+        overwrite: rebuild even if the directory already holds a model.
+        **overrides: ``text_config`` / ``vision_config`` dicts and ``projection_dim`` to change the size.
+    """
+    from transformers import CLIPModel
+
+    if output_dir is None:
+        cache = Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
+        suffix = "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
+        output_dir = cache / f"tiny-clip-{seed}{suffix}"
+    output_dir = Path(output_dir)
+    if (output_dir / "config.json").exists() and not overwrite:
+        return str(output_dir)
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_clip_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, **overrides)
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    _image_processor(config.vision_config.image_size).save_pretrained(output_dir)
+    return str(output_dir)
