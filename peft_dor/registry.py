@@ -20,7 +20,6 @@ METHODS: dict[str, tuple[str, str, str]] = {
 
 DorPeftType = enum.Enum("DorPeftType", {key: f"DOR_{key}" for key in METHODS}, type=str)
 DorPeftType.__doc__ = "PEFT types of the methods shipped by peft-dor (values are namespaced with ``DOR_``)."
-DorPeftType.__str__ = lambda self: self.value  # so f-strings and JSON show "DOR_COOP", not "DorPeftType.COOP"
 
 
 def method_classes(key: str) -> tuple[type, type]:

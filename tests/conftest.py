@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny random CLIP and its tokenizer, built offline once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests never touch the network: the Hub and datasets are forced offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+CLASS_NAMES = ["cat", "dog", "bird", "horse", "ship"]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory) -> str:
+    """Directory holding a tiny CLIPModel, CLIPTokenizer and image processor (seed 0)."""
+    from peft_dor.testing import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture
+def tiny_clip(tiny_clip_path):
+    """A fresh tiny CLIPModel in eval mode (float32)."""
+    from transformers import CLIPModel
+
+    return CLIPModel.from_pretrained(tiny_clip_path).eval()
+
+
+@pytest.fixture
+def class_names() -> list[str]:
+    return list(CLASS_NAMES)
+
+
+@pytest.fixture
+def pixel_values() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(4, 3, 32, 32, generator=generator)

@@ -1,0 +1,111 @@
+"""PromptCLIP: the eval-time text-feature cache, chunked encoding, checkpointing, precision and input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import get_peft_model
+from transformers import CLIPModel
+
+from peft_dor import CoOpConfig
+
+
+@pytest.fixture
+def model(tiny_clip_path, class_names):
+    return get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), CoOpConfig(class_names=class_names, n_ctx=4))
+
+
+def count_text_passes(model):
+    calls = []
+    layer_norm = model.get_base_model().clip.text_model.final_layer_norm
+    layer_norm.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_eval_reuses_class_features_until_a_prompt_changes(model, pixel_values):
+    calls = count_text_passes(model)
+    model.eval()
+    with torch.no_grad():
+        first = model(pixel_values=pixel_values).logits
+        model(pixel_values=pixel_values[:2])
+    assert len(calls) == 1
+    ctx = model.get_base_model().clip.text_model.embeddings.coop_ctx["default"]
+    with torch.no_grad():
+        ctx.add_(0.5)  # an optimiser step, a load_state_dict: any in-place change bumps the version
+        second = model(pixel_values=pixel_values).logits
+    assert len(calls) == 2 and not torch.allclose(first, second)
+    model.set_class_names(["tree", "rose"])
+    with torch.no_grad():
+        model(pixel_values=pixel_values)
+    assert len(calls) == 3
+    with model.disable_adapter(), torch.no_grad():
+        model(pixel_values=pixel_values)
+    assert len(calls) == 4
+
+
+def test_training_mode_always_re_encodes(model, pixel_values):
+    calls = count_text_passes(model)
+    model.train()
+    model(pixel_values=pixel_values)
+    model(pixel_values=pixel_values)
+    assert len(calls) == 2
+
+
+def test_chunked_and_checkpointed_encoding_equal_the_plain_pass(model, pixel_values):
+    labels = torch.tensor([0, 1, 2, 3])
+    wrapper = model.get_base_model()
+    ctx = wrapper.clip.text_model.embeddings.coop_ctx["default"]
+    model.train()
+    plain = model(pixel_values=pixel_values, labels=labels, extra_names=["lamp", "tree", "rose"])
+    (plain_grad,) = torch.autograd.grad(plain.loss + plain.extra_text_embeds.sum(), ctx)
+    wrapper.text_chunk_size = 2
+    wrapper.text_checkpointing = True
+    fast = model(pixel_values=pixel_values, labels=labels, extra_names=["lamp", "tree", "rose"])
+    (fast_grad,) = torch.autograd.grad(fast.loss + fast.extra_text_embeds.sum(), ctx)
+    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast.extra_text_embeds, plain.extra_text_embeds, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-6, rtol=1e-5)
+
+
+def test_image_embeds_replace_pixels(model, pixel_values):
+    model.eval()
+    clip = model.get_base_model().clip
+    with torch.no_grad():
+        embeds = clip.get_image_features(pixel_values=pixel_values).pooler_output
+        torch.testing.assert_close(
+            model(image_embeds=embeds).logits, model(pixel_values=pixel_values).logits, atol=1e-6, rtol=0
+        )
+
+
+def test_bf16_autocast_is_close_to_fp32(model, pixel_values):
+    model.eval()
+    with torch.no_grad():
+        fp32 = model(pixel_values=pixel_values).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(pixel_values=pixel_values).logits
+    torch.testing.assert_close(bf16.float(), fp32, atol=0.15, rtol=0.05)
+
+
+def test_missing_images_and_bad_labels_are_reported(model, pixel_values):
+    with pytest.raises(ValueError, match="pixel_values.*image_embeds"):
+        model()
+    with pytest.raises(ValueError, match=r"labels.*\[0, 5\)"):
+        model(pixel_values=pixel_values, labels=torch.tensor([0, 1, 2, 5]))
+
+
+def test_output_carries_normalised_features_and_loss(model, pixel_values):
+    model.train()
+    out = model(pixel_values=pixel_values, labels=torch.tensor([0, 1, 2, 3]))
+    assert out.logits.shape == (4, 5) and out.losses == {}
+    torch.testing.assert_close(out.image_embeds.norm(dim=-1), torch.ones(4))
+    torch.testing.assert_close(out.text_embeds.norm(dim=-1), torch.ones(5))
+    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_missing_tokenizer_source_is_explained(tiny_clip_path, class_names):
+    config = CLIPModel.from_pretrained(tiny_clip_path).config
+    config._name_or_path = ""
+    clip = CLIPModel(config)  # built from a config: nothing says where its tokenizer lives
+    with pytest.raises(ValueError, match="tokenizer_name_or_path"):
+        get_peft_model(clip, CoOpConfig(class_names=class_names, n_ctx=4))
