@@ -1,0 +1,408 @@
+"""DOR's configuration and loss: ``L_dor = 1 - mean cos(prompted outlier features, zero-shot outlier features)``.
+
+The prompted features come out of the model's one training forward (``extra_names=`` for text-side DOR,
+``extra_pixel_values=`` for image-side DOR); the zero-shot targets are looked up in the pool built once per run, never
+re-encoded per step. :class:`DORRegularizer` never reaches into a method's internals, so it works with every method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..prompting.config import check_template
+from .outliers import (
+    RESAMPLES,
+    SAMPLINGS,
+    SELECTIONS,
+    OutlierPool,
+    OutlierSampler,
+    build_image_pool,
+    build_text_pool,
+    draw_number,
+    unwrap_prompt_model,
+)
+from .vocabulary import default_cache_dir, load_vocabulary
+
+#: λ per method (keys are ``DorPeftType`` names) where it differs from :data:`DEFAULT_WEIGHT` (DOR paper: 8 for CoOp).
+#: A method config's ``default_dor_weight`` class attribute, when it has one, takes precedence.
+DEFAULT_WEIGHTS: dict[str, float] = {"COOP": 8.0}
+#: λ of every method not in :data:`DEFAULT_WEIGHTS` (DOR paper: 2 for CoCoOp, MaPLe, KgCoOp, TCP, ...).
+DEFAULT_WEIGHT = 2.0
+SIDES = ("text", "image")
+
+
+def default_weight(method: str | None) -> float:
+    """The paper's λ for a method key such as ``"COOP"`` (8.0) or ``"MAPLE"`` (2.0)."""
+    return DEFAULT_WEIGHTS.get((method or "").upper(), DEFAULT_WEIGHT)
+
+
+def _active_method_config(model):
+    tuner = unwrap_prompt_model(model).method
+    return None if tuner is None else tuner.active_config()
+
+
+def method_key(model) -> str | None:
+    """The ``DorPeftType`` name (``"COOP"``, ...) of a prompt model's active adapter, or ``None``."""
+    peft_type = getattr(_active_method_config(model), "peft_type", None)
+    name = getattr(peft_type, "name", None)
+    if name is None and isinstance(peft_type, str):
+        name = peft_type.removeprefix("DOR_")
+    return name
+
+
+def method_defaults(model) -> tuple[float, str]:
+    """``(λ, side)`` for a prompt model's active method: its config's ``default_dor_weight`` / ``default_dor_side``
+    class attributes when defined, else :func:`default_weight` and ``"text"``."""
+    config = _active_method_config(model)
+    weight = getattr(config, "default_dor_weight", None)
+    if weight is None:
+        weight = default_weight(method_key(model))
+    return float(weight), getattr(config, "default_dor_side", None) or "text"
+
+
+def _check_outlier_images(images) -> None:
+    if images is None:
+        raise ValueError(
+            "Image-side DOR (side='image', the default for vision-only methods such as VPT) needs `outlier_images`: "
+            "a (N, 3, H, W) tensor of preprocessed images or a dataset of them (the paper uses ImageNet-1K images)."
+        )
+
+
+@dataclass
+class DORConfig:
+    """Configuration of Dynamic Outlier Regularization (Wang et al., ICML 2025).
+
+    Defaults follow the official code where it is known (per-step resampling, as many outliers as training classes,
+    uniform without replacement, one generic template ``"a photo of a {}."``) and the paper's description otherwise
+    (WordNet nouns, top-5000 "near" pool, λ = 8 for CoOp and 2 for the other methods).
+
+    Example:
+        ```python
+        from peft_dor import DORConfig, DORTrainer
+
+        trainer = DORTrainer(model=model, args=args, train_dataset=train, dor=DORConfig())  # λ from the method
+        trainer = DORTrainer(model=model, args=args, train_dataset=train, dor=DORConfig(weight=4.0, resample="epoch"))
+        ```
+    """
+
+    weight: float | None = field(
+        default=None,
+        metadata={"help": "λ, the weight of the DOR loss. None: the method's default (8 for CoOp, 2 otherwise)."},
+    )
+    pool_size: int = field(
+        default=5000, metadata={"help": "Number of vocabulary terms (or outlier images) in the outlier pool (K)."}
+    )
+    num_outliers: int | None = field(
+        default=None,
+        metadata={"help": "Outliers drawn per forward (B). None: the number of training classes (official code)."},
+    )
+    selection: str = field(
+        default="near",
+        metadata={
+            "help": "Which terms form the pool: 'near' (highest mean similarity to the classes), 'far' (lowest) or "
+            "'random' (a seeded random subset)."
+        },
+    )
+    resample: str = field(
+        default="step",
+        metadata={"help": "'step': new outliers for every forward (official code); 'epoch': one draw per epoch."},
+    )
+    sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "'uniform' (without replacement), 'similarity' (weights softmax(score / temperature)) or 'cycle' "
+            "(shuffle the pool and consume it in chunks of num_outliers)."
+        },
+    )
+    temperature: float = field(default=0.1, metadata={"help": "Softmax temperature of sampling='similarity'."})
+    template: str = field(
+        default="a photo of a {}.",
+        metadata={"help": "Template of the zero-shot outlier targets and of the pool scoring (one '{}')."},
+    )
+    class_template: str | None = field(
+        default=None,
+        metadata={"help": "Template of the class features used to score the vocabulary; None: `template`."},
+    )
+    vocabulary: str | list[str] = field(
+        default="wordnet",
+        metadata={
+            "help": "'wordnet' (WordNet 3.0 noun lemma names), a list of terms, or a text file with one term per line."
+        },
+    )
+    side: str | None = field(
+        default=None,
+        metadata={
+            "help": "'text' (outlier words, for methods with text prompts) or 'image' (outlier images). None: the "
+            "method's default ('image' for vision-only methods such as VPT, 'text' otherwise)."
+        },
+    )
+    outlier_images: Any = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "side='image': a (N, 3, H, W) tensor of preprocessed outlier images, or a dataset whose items "
+            "are such tensors or dicts with 'pixel_values'."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Cache root for WordNet and vocabulary features; None: $PEFT_DOR_CACHE or ~/.cache/peft_dor."
+        },
+    )
+    cache_features: bool = field(
+        default=True, metadata={"help": "Cache the vocabulary's zero-shot features on disk (reused by later runs)."}
+    )
+    seed: int | None = field(
+        default=None, metadata={"help": "Seed of pool selection and sampling; None: the run's seed (args.seed)."}
+    )
+    eps: float = field(default=1e-7, metadata={"help": "eps of the cosine similarity (official code: 1e-7)."})
+    batch_size: int = field(
+        default=512, metadata={"help": "Prompts per text-tower call when encoding the vocabulary (no gradients)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.weight is not None and not (isinstance(self.weight, (int, float)) and self.weight >= 0):
+            raise ValueError(f"`weight` must be a number >= 0, or None for the method's default; got {self.weight!r}.")
+        for name in ("pool_size", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+        if self.num_outliers is not None and (not isinstance(self.num_outliers, int) or self.num_outliers < 1):
+            raise ValueError(
+                f"`num_outliers` must be a positive integer, or None for the number of training classes; "
+                f"got {self.num_outliers!r}."
+            )
+        for name, choices in (
+            ("selection", SELECTIONS),
+            ("resample", RESAMPLES),
+            ("sampling", SAMPLINGS),
+            ("side", (*SIDES, None)),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}; got {getattr(self, name)!r}.")
+        if not self.temperature > 0:
+            raise ValueError(f"`temperature` must be positive; got {self.temperature!r}.")
+        check_template(self.template, "template")
+        if self.class_template is not None:
+            check_template(self.class_template, "class_template")
+        if self.side == "image":
+            _check_outlier_images(self.outlier_images)
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"`seed` must be a non-negative integer or None; got {self.seed!r}.")
+        if not isinstance(self.vocabulary, (str, os.PathLike)):
+            self.vocabulary = list(self.vocabulary)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (outlier images summarised), e.g. for logging a run's configuration."""
+        values = dataclasses.asdict(dataclasses.replace(self, outlier_images=None))
+        if self.outlier_images is not None:
+            values["outlier_images"] = f"<{len(self.outlier_images)} images>"
+        if isinstance(self.vocabulary, list):
+            values["vocabulary"] = f"<{len(self.vocabulary)} terms>"
+        return values
+
+
+@dataclass
+class OutlierDraw:
+    """The outliers of one training forward.
+
+    Attributes:
+        positions: ``(B,)`` positions in the pool.
+        names: the outlier terms (text side).
+        pixel_values: ``(B, 3, H, W)`` outlier images (image side).
+        targets: ``(B, D)`` zero-shot features the prompted ones are pulled towards.
+    """
+
+    positions: torch.LongTensor
+    names: list[str] | None
+    pixel_values: torch.Tensor | None
+    targets: torch.Tensor
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What to add to the model's forward so it returns the prompted outlier features."""
+        if self.names is not None:
+            return {"extra_names": list(self.names)}
+        return {"extra_pixel_values": self.pixel_values}
+
+
+def outlier_drift(prompted: torch.Tensor, targets: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """``1 - mean cos(prompted, targets)``: DOR's loss, computed in float32.
+
+    Args:
+        prompted: ``(B, D)`` prompted features, or ``(N, B, D)`` when text prompts are conditioned on each of N images
+            (CoCoOp); the mean then runs over images too (not only the last image, as the official code did).
+        targets: ``(B, D)`` zero-shot features.
+    """
+    prompted = prompted.float()
+    targets = targets.to(device=prompted.device, dtype=torch.float32).expand_as(prompted)
+    return 1.0 - F.cosine_similarity(prompted, targets, dim=-1, eps=eps).mean()
+
+
+class DORRegularizer:
+    """Dynamic Outlier Regularization: keeps the prompted features of near-OOD outliers at their zero-shot features.
+
+    Build the pool once per run (``build_pool``; :class:`~peft_dor.DORTrainer` does it at the start of ``train``), then
+    for each training forward ``draw`` outliers, pass ``draw.model_kwargs()`` to the model's single forward and take
+    ``loss(output, draw)``.
+
+    Args:
+        config: a :class:`DORConfig`; keyword arguments override its fields (or build one).
+
+    Example:
+        ```python
+        dor = DORRegularizer(DORConfig(vocabulary=["tree", "river", "chair", "cloud"], pool_size=3))
+        dor.build_pool(model)                      # scores the vocabulary against model's class names
+        draw = dor.draw(step=0)
+        out = model(pixel_values=x, labels=y, **draw.model_kwargs())
+        loss = out.loss + dor.weight * dor.loss(out, draw)
+        ```
+    """
+
+    def __init__(self, config: DORConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config = DORConfig(**kwargs)
+        elif kwargs:
+            config = dataclasses.replace(config, **kwargs)
+        self.config = config
+        self.pool: OutlierPool | None = None
+        self.sampler: OutlierSampler | None = None
+        #: λ in use: ``config.weight``, or the method's default once the pool is built
+        self.weight: float | None = config.weight
+        #: side in use: ``config.side``, or the method's default once the pool is built
+        self.side: str | None = config.side
+        self.num_outliers: int | None = None
+        self.seed: int | None = None
+        self.method: str | None = None
+        self._wrapper_ref = None
+        self._image_targets: dict[int, torch.Tensor] = {}
+
+    @property
+    def is_built(self) -> bool:
+        return self.pool is not None
+
+    def cache_root(self):
+        return self.config.cache_dir or default_cache_dir()
+
+    def build_pool(
+        self, model, class_names: Sequence[str] | None = None, *, seed: int | None = None, progress: bool = True
+    ) -> OutlierPool:
+        """Select the outlier pool for the training classes and set up the sampler (once per run).
+
+        Args:
+            model: the prompt model (``PeftModel``, its DDP wrapper, or the ``PromptCLIP``).
+            class_names: the training classes; default: the model's current class names.
+            seed: the run seed, used when ``config.seed`` is None (default 0).
+            progress: show a progress bar while encoding the vocabulary.
+        """
+        config = self.config
+        wrapper = unwrap_prompt_model(model)
+        names = list(wrapper.class_names if class_names is None else class_names)
+        self.seed = config.seed if config.seed is not None else int(seed or 0)
+        self.method = method_key(wrapper)
+        weight, side = method_defaults(wrapper)
+        self.weight = config.weight if config.weight is not None else weight
+        self.side = config.side or side
+        self.num_outliers = config.num_outliers or len(names)
+        if self.side == "text":
+            terms = load_vocabulary(config.vocabulary, self.cache_root())
+            feature_cache = os.path.join(self.cache_root(), "dor") if config.cache_features else None
+            pool = build_text_pool(
+                wrapper,
+                terms,
+                names,
+                pool_size=config.pool_size,
+                selection=config.selection,
+                template=config.template,
+                class_template=config.class_template,
+                seed=self.seed,
+                cache_dir=feature_cache,
+                batch_size=config.batch_size,
+                progress=progress,
+            )
+            pool.features = pool.features.to(wrapper.device)
+        else:
+            _check_outlier_images(config.outlier_images)
+            pool = build_image_pool(len(config.outlier_images), config.pool_size, self.seed)
+            self._image_targets = {}
+        self.sampler = OutlierSampler(
+            len(pool), self.num_outliers, self.seed, config.sampling, pool.scores, config.temperature
+        )
+        self._wrapper_ref = weakref.ref(wrapper)
+        self.pool = pool
+        return pool
+
+    # ------------------------------------------------------------------------------------------------------ drawing
+    def draw(self, step: int = 0, micro_step: int = 0, epoch: int = 0, accumulation_steps: int = 1) -> OutlierDraw:
+        """The outliers of one training forward, a pure function of (seed, step, micro-batch) or (seed, epoch).
+
+        Args:
+            step: the optimiser step (``state.global_step``).
+            micro_step: index of the micro-batch within the step under gradient accumulation.
+            epoch: the epoch index (used with ``resample="epoch"``).
+            accumulation_steps: gradient-accumulation steps (micro-batches per step).
+        """
+        if self.pool is None:
+            raise RuntimeError("Call `build_pool(model)` before drawing outliers (DORTrainer does it in `train`).")
+        number = draw_number(self.config.resample, step, micro_step, epoch, accumulation_steps)
+        positions = self.sampler.indices(number)
+        if self.pool.names is not None:
+            names = [self.pool.names[i] for i in positions.tolist()]
+            targets = self.pool.features[positions.to(self.pool.features.device)]
+            return OutlierDraw(positions, names, None, targets)
+        pixels = self._pixels(self.pool.indices[positions])
+        return OutlierDraw(positions, None, pixels, self._image_targets_for(positions, pixels))
+
+    def _wrapper(self):
+        wrapper = None if self._wrapper_ref is None else self._wrapper_ref()
+        if wrapper is None:
+            raise RuntimeError("The model the pool was built for no longer exists; call `build_pool` again.")
+        return wrapper
+
+    def _pixels(self, image_indices: torch.LongTensor) -> torch.Tensor:
+        images = self.config.outlier_images
+        if isinstance(images, torch.Tensor):
+            pixels = images[image_indices]
+        else:
+            items = [images[int(i)] for i in image_indices.tolist()]
+            items = [item["pixel_values"] if isinstance(item, Mapping) else item for item in items]
+            pixels = torch.stack([torch.as_tensor(np.asarray(item)) for item in items])
+        return pixels.to(device=self._wrapper().device, dtype=torch.float32)
+
+    def _image_targets_for(self, positions: torch.LongTensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Zero-shot image features of the drawn outlier images, computed the first time each image is drawn."""
+        wrapper = self._wrapper()
+        missing = [i for i, p in enumerate(positions.tolist()) if p not in self._image_targets]
+        if missing:
+            with torch.autocast(wrapper.device.type, enabled=False):
+                features = wrapper.zero_shot_image_features(pixels[missing]).float()
+            for row, i in enumerate(missing):
+                self._image_targets[int(positions[i])] = features[row]
+        return torch.stack([self._image_targets[int(p)] for p in positions.tolist()])
+
+    # ------------------------------------------------------------------------------------------------------- the loss
+    def loss(self, output, draw: OutlierDraw) -> torch.Tensor:
+        """Unweighted DOR loss ``1 - mean cos`` of the model output of a forward that received ``draw.model_kwargs()``.
+
+        Returns a float32 scalar; multiply by :attr:`weight` for the training objective.
+        """
+        attr = "extra_text_embeds" if draw.names is not None else "extra_image_embeds"
+        # A ModelOutput has the attribute even when it is None (its mapping view drops None entries); a dict may not.
+        prompted = getattr(output, attr, None) if hasattr(output, attr) else dict(output).get(attr)
+        if prompted is None:
+            raise ValueError(
+                f"The model output has no `{attr}`: pass `**draw.model_kwargs()` to the same forward that computes "
+                "the classification loss."
+            )
+        return outlier_drift(prompted, draw.targets, self.config.eps)
+
+    __call__ = loss
