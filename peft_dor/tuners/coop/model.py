@@ -11,6 +11,7 @@ class CoOpModel(PromptTuner):
 
     prefix = "coop_"
     layer_classes = {r"text_model\.embeddings": CoOpContextLayer}
+    image_features_cacheable = True  # text-only prompts: the vision tower stays the frozen base model
 
     def check_class_names(self, class_names: Sequence[str]) -> None:
         super().check_class_names(class_names)

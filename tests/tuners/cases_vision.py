@@ -1,0 +1,1 @@
+VISION_CASES = []
