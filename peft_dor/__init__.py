@@ -13,9 +13,13 @@ from .prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
 from .registry import DorPeftType, register
 from .tuners.cocoop import CoCoOpConfig, CoCoOpModel
 from .tuners.coop import CoOpConfig, CoOpModel
+from .tuners.ivlp import IVLPConfig, IVLPModel
 from .tuners.kgcoop import KgCoOpConfig, KgCoOpModel
+from .tuners.maple import MaPLeConfig, MaPLeModel
 from .tuners.prograd import ProGradConfig, ProGradModel
+from .tuners.promptsrc import PromptSRCConfig, PromptSRCModel
 from .tuners.tcp import TCPConfig, TCPModel
+from .tuners.vpt import VPTConfig, VPTModel
 
 __version__ = "0.1.0.dev0"
 
@@ -26,12 +30,14 @@ _LAZY = {
     "DORConfig": "peft_dor.dor",
     "DORRegularizer": "peft_dor.dor",
     "DORTrainer": "peft_dor.training",
+    "GPACallback": "peft_dor.training.gpa",
     "ProGradTrainer": "peft_dor.training.prograd",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dor import DORConfig, DORRegularizer
     from .training import DORTrainer
+    from .training.gpa import GPACallback
     from .training.prograd import ProGradTrainer
 
 
@@ -53,15 +59,24 @@ __all__ = [
     "DORRegularizer",
     "DORTrainer",
     "DorPeftType",
+    "GPACallback",
+    "IVLPConfig",
+    "IVLPModel",
     "KgCoOpConfig",
     "KgCoOpModel",
+    "MaPLeConfig",
+    "MaPLeModel",
     "ProGradConfig",
     "ProGradModel",
     "ProGradTrainer",
     "PromptCLIP",
     "PromptClassifierOutput",
+    "PromptSRCConfig",
+    "PromptSRCModel",
     "PromptTuner",
     "TCPConfig",
     "TCPModel",
+    "VPTConfig",
+    "VPTModel",
     "register",
 ]

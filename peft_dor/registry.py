@@ -20,6 +20,10 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "KGCOOP": ("kgcoop", "KgCoOpConfig", "KgCoOpModel"),
     "TCP": ("tcp", "TCPConfig", "TCPModel"),
     "PROGRAD": ("prograd", "ProGradConfig", "ProGradModel"),
+    "VPT": ("vpt", "VPTConfig", "VPTModel"),
+    "IVLP": ("ivlp", "IVLPConfig", "IVLPModel"),
+    "MAPLE": ("maple", "MaPLeConfig", "MaPLeModel"),
+    "PROMPTSRC": ("promptsrc", "PromptSRCConfig", "PromptSRCModel"),
 }
 
 DorPeftType = enum.Enum("DorPeftType", {key: f"DOR_{key}" for key in METHODS}, type=str)
