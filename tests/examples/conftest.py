@@ -1,0 +1,57 @@
+"""Fixtures for the example-script tests: ``examples/train.py`` imported as a module, and one demo run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ROOT / "examples" / "train.py"
+#: the demo, shortened for the tests (same pipeline, fewer steps)
+DEMO_ARGS = ["--demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
+
+
+def load_script(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def train_script():
+    return load_script(TRAIN, "peft_dor_examples_train")
+
+
+def script_env(cache_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PEFT_DOR_CACHE=str(cache_dir),
+        HF_DATASETS_CACHE=str(cache_dir / "datasets"),
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """A private cache (tiny CLIP, demo images, datasets) shared by the demo runs of this session."""
+    return tmp_path_factory.mktemp("peft-dor-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_cache):
+    """``python examples/train.py --demo`` (shortened) in a fresh process: its output directory."""
+    out = tmp_path_factory.mktemp("demo") / "one-process"
+    cmd = [sys.executable, str(TRAIN), *DEMO_ARGS, "--output_dir", str(out)]
+    proc = subprocess.run(cmd, env=script_env(demo_cache), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
