@@ -132,7 +132,10 @@ class DORArguments:
         default="wordnet",
         metadata={"help": "'wordnet', a text file with one term per line, or comma-separated terms."},
     )
-    dor_side: str = field(default="text", metadata={"help": "text (outlier words) or image (outlier images, VPT)."})
+    dor_side: str | None = field(
+        default=None,
+        metadata={"help": "text (outlier words) or image (outlier images); default: the method's (image for VPT)."},
+    )
     dor_outlier_images: str | None = field(
         default=None, metadata={"help": "dor_side=image: an image folder or Hub dataset id with outlier images."}
     )
@@ -391,9 +394,10 @@ def dor_config(dor_args, demo_vocabulary: list[str] | None, processor, data_args
     elif "," in vocabulary and not os.path.exists(vocabulary):
         vocabulary = [t.strip() for t in vocabulary.split(",") if t.strip()]
     outlier_images = None
-    if dor_args.dor_side == "image":
-        if not dor_args.dor_outlier_images:
-            raise SystemExit("--dor_side image needs --dor_outlier_images (an image folder or Hub dataset id).")
+    if dor_args.dor_side == "image" and not dor_args.dor_outlier_images:
+        raise SystemExit("--dor_side image needs --dor_outlier_images (an image folder or Hub dataset id).")
+    if dor_args.dor_outlier_images:
+        # the method may default to image-side DOR (VPT): its regulariser then says if the images are missing
         outlier_images = outlier_image_dataset(dor_args, processor)
     return DORConfig(
         weight=dor_args.dor_weight,
