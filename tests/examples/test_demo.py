@@ -7,8 +7,8 @@ single-process run: the same trained prompts and the same metrics, within float 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
 
 import pytest
 from safetensors.torch import load_file
@@ -55,13 +55,14 @@ def test_demo_adapter_loads_back_as_a_classifier(demo_run, demo_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate launcher")
 def test_two_processes_match_one_process(demo_run, demo_cache, tmp_path):
     one, _ = demo_run
     two = tmp_path / "two-processes"
     cmd = [
-        shutil.which("accelerate"),
-        "launch",
+        # the launcher through this interpreter: no dependence on a console script being on PATH
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
         "--multi_gpu",
         "--num_processes",
         "2",

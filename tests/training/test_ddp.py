@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,10 +24,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_ddp_draws_the_same_outliers_and_ends_with_the_same_adapter(tiny_clip_path, tmp_path):
-    accelerate = shutil.which("accelerate") or pytest.fail("the `accelerate` launcher is not on PATH")
     # `--cpu --num_processes 2` silently runs ONE process; `--multi_gpu` on a machine without GPUs runs gloo on CPU.
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
         str(SCRIPT), tiny_clip_path, str(tmp_path),
     ]  # fmt: skip
