@@ -23,6 +23,7 @@ from .benchmarks import (
     find_benchmark,
     get_benchmark,
 )
+from .feature_cache import FeatureViewCollator, build_feature_cache, check_image_features_cacheable, choose_views
 from .loaders import (
     load_benchmark,
     load_coop_benchmark,
@@ -57,6 +58,10 @@ from .transforms import (
 )
 
 __all__ = [
+    "FeatureViewCollator",
+    "build_feature_cache",
+    "check_image_features_cacheable",
+    "choose_views",
     "BASE_TO_NEW_DATASETS",
     "BENCHMARKS",
     "CANONICAL_TEMPLATES",
