@@ -13,3 +13,5 @@ class CoCoOpModel(PromptTuner):
 
     prefix = "cocoop_"
     layer_classes = {r"text_model\.embeddings": CoCoOpContextLayer}
+    # the meta-net reads the projected image feature of the untouched vision tower, so cached features are exact
+    image_features_cacheable = True
