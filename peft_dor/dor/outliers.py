@@ -120,11 +120,15 @@ def encode_zero_shot(
     device = wrapper.device
     pad_id = wrapper.prompt_tokenizer.pad_id
     bar = tqdm(total=len(ids), desc="DOR: encoding outlier vocabulary", unit="term", disable=not progress)
+    # Batches of similar prompt lengths: each batch is padded to its longest prompt, so encoding in length order
+    # instead of vocabulary order does ~2.7x less work on WordNet (benchmarks/bench_vocabulary_cache.py).
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     with wrapper.prompts_suspended(), torch.autocast(device.type, enabled=False):
         for start in range(0, len(ids), batch_size):
-            prompts = _pad(ids[start : start + batch_size], pad_id).to(device)
+            rows = order[start : start + batch_size]
+            prompts = _pad([ids[i] for i in rows], pad_id).to(device)
             chunk = F.normalize(tower(TextPromptContext(prompts)).float(), dim=-1)
-            features[kept_index[start : start + batch_size]] = chunk.cpu()
+            features[[kept_index[i] for i in rows]] = chunk.cpu()
             bar.update(len(prompts))
     bar.close()
     return features, kept
