@@ -399,9 +399,14 @@ def dor_config(dor_args, demo_vocabulary: list[str] | None, processor, data_args
     if dor_args.dor_outlier_images:
         # the method may default to image-side DOR (VPT): its regulariser then says if the images are missing
         outlier_images = outlier_image_dataset(dor_args, processor)
+    pool_size = dor_args.dor_pool_size
+    if isinstance(vocabulary, list) and pool_size > len(vocabulary):
+        # a short custom vocabulary (--dor_vocabulary a,b,c) uses all of it rather than failing on the default 5000
+        logger.info("DOR: pool_size %d > %d vocabulary terms; using the whole vocabulary.", pool_size, len(vocabulary))
+        pool_size = len(vocabulary)
     return DORConfig(
         weight=dor_args.dor_weight,
-        pool_size=dor_args.dor_pool_size,
+        pool_size=pool_size,
         num_outliers=dor_args.dor_num_outliers,
         selection=dor_args.dor_selection,
         resample=dor_args.dor_resample,
@@ -657,8 +662,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             title = f"{DISPLAY_NAMES.get(method_key.lower(), method_key)}{' + DOR' if dor else ''}: {side}"
             split_eval.plot(path, title=title, n_bins=run_args.ece_bins)
             figures.append(path)
-        with open(os.path.join(output_dir, RESULTS_FILE), "w", encoding="utf-8") as f:
+        # write then rename: a crash never leaves a half-written results.json that a resumable grid would trust
+        partial = os.path.join(output_dir, RESULTS_FILE + ".partial")
+        with open(partial, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2, default=_json_default)
+        os.replace(partial, os.path.join(output_dir, RESULTS_FILE))
         if data_args.task == "base_to_new":
             print(f"\n{method_key.lower()} on {data_args.dataset} (seed {training_args.seed}), values in %:")
             print(format_run_summary(results))

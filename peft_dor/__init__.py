@@ -32,6 +32,7 @@ _LAZY = {
     "DORTrainer": "peft_dor.training",
     "GPACallback": "peft_dor.training.gpa",
     "ProGradTrainer": "peft_dor.training.prograd",
+    "save_pretrained_atomically": "peft_dor.training.saving",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .training import DORTrainer
     from .training.gpa import GPACallback
     from .training.prograd import ProGradTrainer
+    from .training.saving import save_pretrained_atomically
 
 
 def __getattr__(name: str):
@@ -79,4 +81,5 @@ __all__ = [
     "VPTConfig",
     "VPTModel",
     "register",
+    "save_pretrained_atomically",
 ]

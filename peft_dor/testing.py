@@ -56,7 +56,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(byte)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
 def tiny_vocabulary(words=TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -107,9 +107,7 @@ def _image_processor(image_size: int):
         from transformers import CLIPImageProcessorPil as processor_cls
     except ImportError:  # pragma: no cover - older transformers
         from transformers import CLIPImageProcessor as processor_cls
-    return processor_cls(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
+    return processor_cls(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
 
 
 def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, overwrite: bool = False, **overrides):
@@ -125,7 +123,9 @@ def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, 
 
     if output_dir is None:
         cache = Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
-        suffix = "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
+        suffix = (
+            "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
+        )
         output_dir = cache / f"tiny-clip-{seed}{suffix}"
     output_dir = Path(output_dir)
     if (output_dir / "config.json").exists() and not overwrite:

@@ -28,7 +28,7 @@ def test_same_seed_same_weights_and_no_rebuild(tmp_path):
     first = build_tiny_clip(tmp_path / "a", seed=3)
     second = build_tiny_clip(tmp_path / "b", seed=3)
     a, b = CLIPModel.from_pretrained(first), CLIPModel.from_pretrained(second)
-    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(p, q), name
     stamp = (tmp_path / "a" / "config.json").stat().st_mtime_ns
     assert build_tiny_clip(tmp_path / "a", seed=3) == first

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..prompting.config import check_template
+from ..prompting.config import check_number, check_template
+from ..prompting.layers import PromptLayer
 from .outliers import (
     RESAMPLES,
     SAMPLINGS,
@@ -30,7 +31,7 @@ from .outliers import (
     draw_number,
     unwrap_prompt_model,
 )
-from .vocabulary import default_cache_dir, load_vocabulary
+from .vocabulary import clean_terms, default_cache_dir, load_vocabulary, term_key
 
 #: λ per method (keys are ``DorPeftType`` names) where it differs from :data:`DEFAULT_WEIGHT` (DOR paper: 8 for CoOp).
 #: A method config's ``default_dor_weight`` class attribute, when it has one, takes precedence.
@@ -38,6 +39,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {"COOP": 8.0}
 #: λ of every method not in :data:`DEFAULT_WEIGHTS` (DOR paper: 2 for CoCoOp, MaPLe, KgCoOp, TCP, ...).
 DEFAULT_WEIGHT = 2.0
 SIDES = ("text", "image")
+#: pool positions whose zero-shot image targets are encoded together (see ``DORRegularizer._image_targets_for``)
+IMAGE_TARGET_BLOCK = 32
 
 
 def default_weight(method: str | None) -> float:
@@ -74,6 +77,34 @@ def _check_outlier_images(images) -> None:
         raise ValueError(
             "Image-side DOR (side='image', the default for vision-only methods such as VPT) needs `outlier_images`: "
             "a (N, 3, H, W) tensor of preprocessed images or a dataset of them (the paper uses ImageNet-1K images)."
+        )
+    if isinstance(images, torch.Tensor) and (images.dim() != 4 or images.shape[1] != 3):
+        raise ValueError(
+            f"`outlier_images` must be a (N, 3, H, W) tensor of images preprocessed with the CLIP image processor; "
+            f"got shape {tuple(images.shape)}."
+        )
+    if hasattr(images, "__len__") and len(images) == 0:
+        raise ValueError("`outlier_images` is empty; image-side DOR needs at least one outlier image.")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_vocabulary(vocabulary) -> None:
+    """Cheap checks of a vocabulary specification, so a wrong one fails when the config is made, not at training."""
+    if isinstance(vocabulary, (str, os.PathLike)):
+        if str(vocabulary).lower() != "wordnet" and not os.path.isfile(vocabulary):
+            raise ValueError(
+                f"`vocabulary` must be 'wordnet', a list of terms or a text file with one term per line; "
+                f"{str(vocabulary)!r} is not a file."
+            )
+        return
+    if not isinstance(vocabulary, list):
+        raise TypeError(f"`vocabulary` must be 'wordnet', a path or a list of terms; got {type(vocabulary).__name__}.")
+    if not clean_terms(vocabulary):
+        raise ValueError(
+            "`vocabulary` is empty (no non-blank term); give at least a few terms that are not class names."
         )
 
 
@@ -171,16 +202,21 @@ class DORConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.weight is not None and not (isinstance(self.weight, (int, float)) and self.weight >= 0):
-            raise ValueError(f"`weight` must be a number >= 0, or None for the method's default; got {self.weight!r}.")
+        if self.weight is not None:
+            check_number(self.weight, "weight", hint=", or None for the method's default")
         for name in ("pool_size", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not _is_count(value):
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if self.num_outliers is not None and (not isinstance(self.num_outliers, int) or self.num_outliers < 1):
+        if self.num_outliers is not None and not _is_count(self.num_outliers):
             raise ValueError(
                 f"`num_outliers` must be a positive integer, or None for the number of training classes; "
                 f"got {self.num_outliers!r}."
+            )
+        if self.num_outliers is not None and self.num_outliers > self.pool_size:
+            raise ValueError(
+                f"`num_outliers`={self.num_outliers} outliers per draw cannot come from a pool of `pool_size`="
+                f"{self.pool_size}; lower num_outliers or raise pool_size."
             )
         for name, choices in (
             ("selection", SELECTIONS),
@@ -190,8 +226,7 @@ class DORConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}; got {getattr(self, name)!r}.")
-        if not self.temperature > 0:
-            raise ValueError(f"`temperature` must be positive; got {self.temperature!r}.")
+        check_number(self.temperature, "temperature", strict=True, hint=" (sampling='similarity': e.g. 0.1)")
         check_template(self.template, "template")
         if self.class_template is not None:
             check_template(self.class_template, "class_template")
@@ -199,8 +234,9 @@ class DORConfig:
             _check_outlier_images(self.outlier_images)
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f"`seed` must be a non-negative integer or None; got {self.seed!r}.")
-        if not isinstance(self.vocabulary, (str, os.PathLike)):
+        if not isinstance(self.vocabulary, (str, os.PathLike)) and isinstance(self.vocabulary, Iterable):
             self.vocabulary = list(self.vocabulary)
+        _check_vocabulary(self.vocabulary)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain values (outlier images summarised), e.g. for logging a run's configuration."""
@@ -315,6 +351,9 @@ class DORRegularizer:
         self.num_outliers = config.num_outliers or len(names)
         if self.side == "text":
             terms = load_vocabulary(config.vocabulary, self.cache_root())
+            class_keys = {term_key(name) for name in names}
+            # Every candidate can be counted before the expensive encoding (terms too long for the tower aside).
+            self._check_pool_size(sum(term_key(term) not in class_keys for term in terms))
             feature_cache = os.path.join(self.cache_root(), "dor") if config.cache_features else None
             pool = build_text_pool(
                 wrapper,
@@ -330,16 +369,62 @@ class DORRegularizer:
                 progress=progress,
             )
             pool.features = pool.features.to(wrapper.device)
+            self._check_pool_size(len(pool))
         else:
             _check_outlier_images(config.outlier_images)
             pool = build_image_pool(len(config.outlier_images), config.pool_size, self.seed)
             self._image_targets = {}
+        if config.num_outliers is not None and config.num_outliers > len(pool):
+            raise ValueError(
+                f"`num_outliers`={config.num_outliers} but the outlier pool holds only {len(pool)} entries; lower "
+                "num_outliers or give more outliers."
+            )
         self.sampler = OutlierSampler(
             len(pool), self.num_outliers, self.seed, config.sampling, pool.scores, config.temperature
         )
         self._wrapper_ref = weakref.ref(wrapper)
         self.pool = pool
         return pool
+
+    def _check_pool_size(self, candidates: int) -> None:
+        if candidates < self.config.pool_size:
+            raise ValueError(
+                f"`pool_size`={self.config.pool_size} but the vocabulary has only {candidates} terms that are not class "
+                "names (and fit the text tower); pass pool_size <= that number (it is the whole vocabulary then) or a "
+                "larger vocabulary."
+            )
+
+    def check_model(self, model) -> str:
+        """Check that DOR as configured can regularise ``model`` and return the side it acts on; cheap (no vocabulary
+        is loaded), so :class:`~peft_dor.DORTrainer` calls it before training starts.
+
+        Raises:
+            TypeError: ``model`` is not a peft-dor prompt model.
+            ValueError: the side has no prompts to regularise (text-side DOR on VPT, image-side DOR on CoOp), image-side
+                DOR has no usable ``outlier_images``, or they have another size than the model's images.
+        """
+        wrapper = unwrap_prompt_model(model)
+        side = self.config.side or method_defaults(wrapper)[1]
+        clip = wrapper.clip
+        tower = clip.text_model if side == "text" else clip.vision_model
+        if not any(isinstance(module, PromptLayer) for module in tower.modules()):
+            other = "image" if side == "text" else "text"
+            raise ValueError(
+                f"DOR side={side!r} pulls the {side} features of outliers back to zero-shot, but this model has no "
+                f"{side} prompts, so the loss would be constant. Use side={other!r}"
+                + (" with `outlier_images`" if other == "image" else "")
+                + " or side=None for the method's default."
+            )
+        if side == "image":
+            images = self.config.outlier_images
+            _check_outlier_images(images)
+            size = clip.config.vision_config.image_size
+            if isinstance(images, torch.Tensor) and tuple(images.shape[-2:]) != (size, size):
+                raise ValueError(
+                    f"`outlier_images` are {tuple(images.shape[-2:])} pixels but the model takes {size}x{size} images; "
+                    "preprocess them with the model's CLIP image processor."
+                )
+        return side
 
     # ------------------------------------------------------------------------------------------------------ drawing
     def draw(self, step: int = 0, micro_step: int = 0, epoch: int = 0, accumulation_steps: int = 1) -> OutlierDraw:
@@ -379,14 +464,23 @@ class DORRegularizer:
         return pixels.to(device=self._wrapper().device, dtype=torch.float32)
 
     def _image_targets_for(self, positions: torch.LongTensor, pixels: torch.Tensor) -> torch.Tensor:
-        """Zero-shot image features of the drawn outlier images, computed the first time each image is drawn."""
+        """Zero-shot image features of the drawn outlier images, computed the first time each image is drawn.
+
+        Targets are encoded in fixed blocks of :data:`IMAGE_TARGET_BLOCK` pool positions, never in the draw's own
+        grouping: a batched forward's float rounding depends on the batch, so a resumed run (whose cache starts
+        empty) would otherwise get targets that differ in the last bits from the uninterrupted run's.
+        """
         wrapper = self._wrapper()
-        missing = [i for i, p in enumerate(positions.tolist()) if p not in self._image_targets]
-        if missing:
+        blocks = sorted({p // IMAGE_TARGET_BLOCK for p in positions.tolist() if p not in self._image_targets})
+        for block in blocks:
+            block_positions = torch.arange(
+                block * IMAGE_TARGET_BLOCK, min((block + 1) * IMAGE_TARGET_BLOCK, len(self.pool))
+            )
+            block_pixels = self._pixels(self.pool.indices[block_positions])
             with torch.autocast(wrapper.device.type, enabled=False):
-                features = wrapper.zero_shot_image_features(pixels[missing]).float()
-            for row, i in enumerate(missing):
-                self._image_targets[int(positions[i])] = features[row]
+                features = wrapper.zero_shot_image_features(block_pixels).float()
+            for row, position in enumerate(block_positions.tolist()):
+                self._image_targets[position] = features[row]
         return torch.stack([self._image_targets[int(p)] for p in positions.tolist()])
 
     # ------------------------------------------------------------------------------------------------------- the loss

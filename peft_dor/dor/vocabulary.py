@@ -289,7 +289,13 @@ def wordnet_nouns(
 # ------------------------------------------------------------------------------------------------- custom vocabularies
 def read_vocabulary_file(path: str | os.PathLike) -> list[str]:
     """Terms from a UTF-8 text file, one per line; blank lines and lines starting with ``#`` are skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"The `vocabulary` file {os.fspath(path)!r} cannot be read as UTF-8 text ({error}); give a readable UTF-8 "
+            "file with one term per line."
+        ) from error
     return clean_terms(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 

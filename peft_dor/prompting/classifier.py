@@ -206,7 +206,7 @@ class PromptCLIP(nn.Module):
         try:
             yield
         finally:
-            for layer, state in zip(layers, previous):
+            for layer, state in zip(layers, previous, strict=True):
                 layer.suspended = state
 
     @torch.no_grad()
@@ -231,8 +231,13 @@ class PromptCLIP(nn.Module):
 
         names = tuple(self.class_names if names is None else names)
         template = check_template(self.template if template is None else template)
-        key = (names, template, self.device, torch.get_autocast_dtype(self.device.type)
-               if torch.is_autocast_enabled(self.device.type) else None, normalize)
+        key = (
+            names,
+            template,
+            self.device,
+            torch.get_autocast_dtype(self.device.type) if torch.is_autocast_enabled(self.device.type) else None,
+            normalize,
+        )
         cached = self._zero_shot_cache.get(key)
         if cached is None:
             prompts = self.prompt_tokenizer.template_prompts(names, template).to(self.device)
@@ -339,14 +344,24 @@ class PromptCLIP(nn.Module):
             logits = scale * image @ text.to(image.dtype).t()
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
+            labels = torch.as_tensor(labels).to(logits.device)
+            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+                raise TypeError(
+                    f"`labels` must hold integer class indices (torch.long); got dtype {labels.dtype}. Convert them "
+                    "with labels.long() (one-hot or soft targets are not supported)."
+                )
+            if labels.shape != logits.shape[:1]:
+                raise ValueError(
+                    f"`labels` must have one class index per image, shape ({logits.shape[0]},); got shape "
+                    f"{tuple(labels.shape)}."
+                )
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
                 raise ValueError(
                     f"`labels` must lie in [0, {n_classes}) for the {n_classes} class names; got values in "
                     f"[{int(labels.min())}, {int(labels.max())}]. Check the dataset's label column against "
                     "class_names (set_class_names after switching to new classes)."
                 )
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(logits.float(), labels.long())
         extra_image = None
         if extra_pixel_values is not None:
             extra_image = self.encode_image(extra_pixel_values)

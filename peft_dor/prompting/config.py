@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import ClassVar
 
 from peft import PeftConfig
@@ -13,8 +15,7 @@ from .text import CLASS_TOKEN_POSITIONS, PromptLayout
 def _check_class_names(class_names) -> list[str]:
     if class_names is None or isinstance(class_names, str) or len(class_names) == 0:
         raise ValueError(
-            "`class_names` must be a non-empty list of strings, e.g. class_names=['cat', 'dog']; "
-            f"got {class_names!r}."
+            f"`class_names` must be a non-empty list of strings, e.g. class_names=['cat', 'dog']; got {class_names!r}."
         )
     names = list(class_names)
     seen: dict[str, str] = {}
@@ -33,13 +34,45 @@ def _check_class_names(class_names) -> list[str]:
 
 
 def check_template(template: str, argument: str = "template") -> str:
-    """Validate a hand-crafted template such as ``"a photo of a {}."``."""
-    if not isinstance(template, str) or template.count("{}") != 1:
+    """Validate a hand-crafted template such as ``"a photo of a {}."``.
+
+    The template must format with one name and nothing else: exactly one ``{}`` placeholder, no named or numbered
+    fields (``{x}``, ``{0}``) and balanced braces (write a literal brace as ``{{`` or ``}}``).
+    """
+    fields = None
+    if isinstance(template, str):
+        try:
+            fields = [
+                (name, spec, conversion)
+                for _, name, spec, conversion in Formatter().parse(template)
+                if name is not None
+            ]
+        except ValueError:  # unbalanced braces, e.g. "a photo of a {}. }"
+            fields = None
+    if fields != [("", "", None)]:
         raise ValueError(
             f"`{argument}` must contain exactly one '{{}}' placeholder for the class name, e.g. 'a photo of a {{}}.'; "
-            f"got {template!r}."
+            f"got {template!r}. Other braces must be doubled ('{{{{', '}}}}')."
         )
     return template
+
+
+def check_number(value, argument: str, *, minimum: float = 0.0, strict: bool = False, hint: str = "") -> float:
+    """Raise ``ValueError`` naming ``argument`` unless ``value`` is a finite real number ``>= minimum`` (``>`` when
+    ``strict``); booleans are rejected. Returns the value.
+
+    Example:
+        ```python
+        check_number(8.0, "kg_weight")                  # 8.0
+        check_number(0.0, "ctx_std", strict=True)       # ValueError: `ctx_std` must be a finite number > 0; got 0.0.
+        ```
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > minimum if strict else value >= minimum)
+    if not ok:
+        relation = ">" if strict else ">="
+        raise ValueError(f"`{argument}` must be a finite number {relation} {minimum:g}{hint}; got {value!r}.")
+    return value
 
 
 @dataclass
@@ -65,6 +98,14 @@ class PromptConfig(PeftConfig):
         default=None,
         metadata={"help": "CLIP modules the method wraps; each method fills in its own default."},
     )
+    base_model_dims: dict[str, int] | None = field(
+        default=None,
+        metadata={
+            "help": "Sizes of the CLIP the adapter was made for (width and layer count of each tower, projection_dim). "
+            "Filled in when the adapter is injected and checked whenever it is injected again (e.g. loaded), so "
+            "prompts never land on a CLIP of another size. Leave it None."
+        },
+    )
 
     #: modules a method wraps when ``target_modules`` is not given
     default_target_modules: ClassVar[tuple[str, ...]] = ()
@@ -73,10 +114,49 @@ class PromptConfig(PeftConfig):
         super().__post_init__()
         self.class_names = _check_class_names(self.class_names)
         check_template(self.template)
+        if self.tokenizer_name_or_path is not None and not isinstance(self.tokenizer_name_or_path, str):
+            raise TypeError(
+                "`tokenizer_name_or_path` must be a string (a Hub id or a local folder) or None; got "
+                f"{type(self.tokenizer_name_or_path).__name__}."
+            )
         if self.target_modules is None:
             self.target_modules = list(self.default_target_modules)
         elif not isinstance(self.target_modules, str):
             self.target_modules = sorted(set(self.target_modules))
+        if self.base_model_dims is not None and not isinstance(self.base_model_dims, dict):
+            raise TypeError(f"`base_model_dims` must be a dict or None; got {type(self.base_model_dims).__name__}.")
+
+    def check_base_model(self, clip_config) -> None:
+        """Record the sizes of ``clip_config`` (a ``CLIPConfig``) on first use; afterwards raise ``ValueError`` if
+        they differ, i.e. if the adapter meets a CLIP of another width or depth than the one it was made for."""
+        dims = base_model_dims(clip_config)
+        if self.base_model_dims is None:
+            self.base_model_dims = dims
+            return
+        differences = [
+            f"{key} {self.base_model_dims[key]} vs {dims.get(key)}"
+            for key in sorted(self.base_model_dims)
+            if self.base_model_dims[key] != dims.get(key)
+        ]
+        if differences:
+            raise ValueError(
+                f"This adapter was made for a CLIP of another size than the base model it is put on "
+                f"(adapter vs base model: {', '.join(differences)}); its prompts would not fit. Load it onto the "
+                f"base model it was trained with (base_model_name_or_path={self.base_model_name_or_path!r})."
+            )
+
+
+def base_model_dims(clip_config) -> dict[str, int]:
+    """The sizes of a ``CLIPConfig`` that prompt tensors depend on: each tower's width and layer count and
+    ``projection_dim``."""
+    text, vision = clip_config.text_config, clip_config.vision_config
+    return {
+        "text_hidden_size": int(text.hidden_size),
+        "text_num_hidden_layers": int(text.num_hidden_layers),
+        "vision_hidden_size": int(vision.hidden_size),
+        "vision_num_hidden_layers": int(vision.num_hidden_layers),
+        "projection_dim": int(clip_config.projection_dim),
+    }
 
 
 @dataclass
@@ -105,18 +185,28 @@ class ContextPromptConfig(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ctx_init is not None and not isinstance(self.ctx_init, str):
+            raise TypeError(
+                f"`ctx_init` must be a phrase such as 'a photo of a', or None; got {type(self.ctx_init).__name__}."
+            )
+        if self.ctx_init is not None and "{" in self.ctx_init:
+            raise ValueError(
+                f"`ctx_init` is the phrase whose words initialise the context, not a template; got {self.ctx_init!r}. "
+                "Drop the '{}' (e.g. ctx_init='a photo of a')."
+            )
         if self.ctx_init is not None and not self.ctx_init.strip():
             self.ctx_init = None
         if self.n_ctx is None and not self.ctx_init:
             self.n_ctx = self.default_n_ctx
-        if self.n_ctx is not None and (not isinstance(self.n_ctx, int) or self.n_ctx < 1):
+        if self.n_ctx is not None and (
+            not isinstance(self.n_ctx, int) or isinstance(self.n_ctx, bool) or self.n_ctx < 1
+        ):
             raise ValueError(f"`n_ctx` must be a positive integer, e.g. 4 or 16; got {self.n_ctx!r}.")
         if self.class_token_position not in CLASS_TOKEN_POSITIONS:
             raise ValueError(
                 f"`class_token_position` must be one of {CLASS_TOKEN_POSITIONS}; got {self.class_token_position!r}."
             )
-        if not self.ctx_std > 0:
-            raise ValueError(f"`ctx_std` must be positive; got {self.ctx_std!r}.")
+        check_number(self.ctx_std, "ctx_std", strict=True, hint=" (the std of the random init, e.g. 0.02)")
 
     def initialises_from_phrase(self) -> bool:
         return bool(self.ctx_init)

@@ -43,9 +43,9 @@ class FrozenTextFeatures:
     """Frozen CLIP features of ``template.format(name)`` for any list of names, from the wrapped model itself.
 
     The model's class list comes from :meth:`PromptCLIP.zero_shot_text_features` (cached there as a whole); every
-    other name (a DOR outlier, a new class) is encoded in one batched pass the first time it is asked for and kept per
-    name, so a run that draws fresh outliers every step encodes each word of the pool once, and the cache holds at
-    most one row per word instead of one tensor per step.
+    other name (a DOR outlier, a new class) is encoded on its own the first time it is asked for and kept per name, so
+    a run that draws fresh outliers every step encodes each word of the pool once, the cache holds at most one row per
+    word instead of one tensor per step, and a name's features never depend on the names drawn with it.
 
     Args:
         max_names: drop the per-name cache when it grows past this many rows (a safety bound; a DOR pool is 5,000).
@@ -75,8 +75,9 @@ class FrozenTextFeatures:
         if missing and len(self._rows) + len(missing) > self.max_names:
             self._rows.clear()
             missing = list(dict.fromkeys(names))
-        if missing:
-            features = wrapper.zero_shot_text_features(missing, template, cache=False)
-            self._rows.update(((*scope, name), row) for name, row in zip(missing, features, strict=True))
+        # One pass per new name: a batched pass rounds differently with its batch, so a name's features would depend
+        # on which names were drawn with it, and a resumed run would drift from the uninterrupted one in the last bits.
+        for name in missing:
+            self._rows[(*scope, name)] = wrapper.zero_shot_text_features([name], template, cache=False)[0]
         tail = torch.stack([self._rows[(*scope, name)] for name in names])
         return tail if head is None else torch.cat([head, tail])

@@ -141,6 +141,15 @@ class PromptTokenizer:
             self._pieces[text] = ids
         return ids
 
+    def _check_plain(self, ids: list[int], text: str) -> None:
+        # CLIP's tokenizer turns "<|endoftext|>" typed in a name into the real special token: a second EOS mid-prompt.
+        if self.eos_id in ids or self.bos_id in ids:
+            raise ValueError(
+                f"{text!r} contains the text of CLIP's special tokens ('<|startoftext|>' or '<|endoftext|>'), which the "
+                "tokenizer would turn into real start/end tokens inside the prompt. Remove them from the class name or "
+                "template."
+            )
+
     def _check_length(self, n_tokens: int, text: str, hint: str) -> None:
         if n_tokens > self.context_length:
             raise ValueError(
@@ -153,7 +162,9 @@ class PromptTokenizer:
         rows = []
         for name in names:
             text = template.format(name)
-            ids = [self.bos_id, *self.piece_ids(text), self.eos_id]
+            pieces = self.piece_ids(text)
+            self._check_plain(pieces, text)
+            ids = [self.bos_id, *pieces, self.eos_id]
             self._check_length(len(ids), text, "Use a shorter class name or template.")
             rows.append(ids)
         return self._pad(rows)
@@ -167,9 +178,11 @@ class PromptTokenizer:
                 "use a longer ctx_init or a smaller n_ctx."
             )
         suffix = self.piece_ids(layout.suffix)
+        self._check_plain(prefix + suffix, f"{layout.prefix} {{}}{layout.suffix}")
         rows, slots = [], []
         for name in names:
             name_ids = self.piece_ids(name)
+            self._check_plain(name_ids, name)
             if layout.class_token_position == "end":
                 pieces = [prefix, name_ids]
                 prefix_start = 1
@@ -309,8 +322,10 @@ class TextContextLayer(PromptLayer):
             init = torch.randn(layout.n_ctx, width) * config.ctx_std
         if getattr(config, "class_specific", False):
             n_classes = len(wrapper.class_names)
-            init = init.expand(n_classes, -1, -1).clone() if config.initialises_from_phrase() else (
-                torch.randn(n_classes, layout.n_ctx, width) * config.ctx_std
+            init = (
+                init.expand(n_classes, -1, -1).clone()
+                if config.initialises_from_phrase()
+                else (torch.randn(n_classes, layout.n_ctx, width) * config.ctx_std)
             )
         self.ctx[adapter_name] = nn.Parameter(init)
         self.prompt_layout[adapter_name] = layout

@@ -68,6 +68,20 @@ class PromptTuner(BaseTuner):
         # PEFT's default assumes a Linear-like child with `.weight`; CLIP's embeddings and encoder layers are not.
         setattr(parent, child_name, new_module)
 
+    def _prepare_adapter_config(self, peft_config, model_config):
+        # Runs inside every injection (get_peft_model, add_adapter, load_adapter) before any layer is built: an adapter
+        # made for a CLIP of another size fails here with a clear message instead of a size-mismatch trace.
+        peft_config.check_base_model(self.model.clip.config)
+        return super()._prepare_adapter_config(peft_config, model_config)
+
+    @classmethod
+    def _remap_adapter_state_dict_for_load(cls, model, config, adapter_name, state_dict):
+        # PEFT's load path (load_adapter, from_pretrained, Trainer's resume) only warns about missing tensors and
+        # ignores unknown ones, which would leave random prompts behind; check before anything is copied.
+        remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
+        check_adapter_state_dict(model, adapter_name, remapped)
+        return remapped
+
     def _post_injection_hook(self, model: nn.Module, config, adapter_name: str) -> None:
         # Tokenise every class prompt once now, so a name that does not fit the text tower fails before training.
         model.tokenize(model.class_names)
@@ -92,8 +106,31 @@ class PromptTuner(BaseTuner):
         self.model.set_class_names(class_names)
 
     def check_class_names(self, class_names: Sequence[str]) -> None:
-        """Raise ``ValueError`` if the active adapter cannot classify among ``class_names`` (method hook)."""
-        self.model.tokenize(class_names)
+        """Raise ``ValueError`` if the active adapter cannot classify among ``class_names`` (method hook).
+
+        Every learned prompt and every zero-shot prompt (each adapter's ``template``) must fit the text tower, every
+        name must have tokens, and no two names may tokenise alike (CLIP's tokenizer normalises case, whitespace and
+        Unicode composition: "café" typed with a combining accent is "café").
+        """
+        wrapper = self.model
+        wrapper.tokenize(class_names)
+        tokenizer = wrapper.prompt_tokenizer
+        seen: dict[tuple[int, ...], str] = {}
+        for name in class_names:
+            ids = tuple(tokenizer.piece_ids(name))
+            if not ids:
+                raise ValueError(
+                    f"The class name {name!r} has no tokens for CLIP's tokenizer, so its prompt would not name it. "
+                    "Rename the class."
+                )
+            if ids in seen:
+                raise ValueError(
+                    f"`class_names` holds duplicates: {seen[ids]!r} and {name!r} give the same prompt (CLIP's "
+                    "tokenizer normalises case, accents and whitespace). Give every class a distinct name."
+                )
+            seen[ids] = name
+        for config in self.peft_config.values():
+            tokenizer.template_prompts(class_names, config.template)
 
     # ------------------------------------------------------------------ method hooks
     def active_config(self):
@@ -105,3 +142,62 @@ class PromptTuner(BaseTuner):
     def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
         """The method's own weighted training losses, e.g. ``{"kg": 8 * (1 - cos)}`` (empty by default)."""
         return {}
+
+
+def adapter_tensor_shapes(model: nn.Module, adapter_name: str) -> dict[str, torch.Size]:
+    """State-dict key -> shape of every prompt tensor of ``adapter_name`` in ``model`` (keys as in ``model``)."""
+    shapes: dict[str, torch.Size] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, PromptLayer):
+            continue
+        for attr in module.adapter_layer_names:
+            container = getattr(module, attr)
+            if adapter_name not in container:
+                continue
+            key = f"{name}.{attr}.{adapter_name}" if name else f"{attr}.{adapter_name}"
+            value = container[adapter_name]
+            if isinstance(value, nn.Module):
+                shapes.update({f"{key}.{sub}": tensor.shape for sub, tensor in value.state_dict().items()})
+            else:
+                shapes[key] = value.shape
+    return shapes
+
+
+def check_adapter_state_dict(model: nn.Module, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> None:
+    """Raise ``ValueError`` unless ``state_dict`` holds exactly the prompt tensors of ``adapter_name``, each with the
+    model's shape: a missing tensor would stay randomly initialised, an unknown one would be ignored in silence.
+
+    Args:
+        model: the ``PeftModel`` (or module with injected prompt layers) being loaded into.
+        adapter_name: the adapter the weights are for.
+        state_dict: the adapter weights with the model's key names (after PEFT inserted the adapter name).
+    """
+    expected = adapter_tensor_shapes(model, adapter_name)
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{key}: file {tuple(state_dict[key].shape)} vs model {tuple(shape)}"
+        for key, shape in sorted(expected.items())
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+
+    def listing(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" (and {len(items) - 5} more)" if len(items) > 5 else "")
+
+    problems = []
+    if mismatched:
+        problems.append(
+            f"tensors of another shape: {listing(mismatched)}. The adapter was made for a CLIP of another width or "
+            "with other prompt settings (n_ctx, vision_tokens, depth)"
+        )
+    if missing:
+        problems.append(f"tensors missing from the file: {listing(missing)}; they would keep their random init")
+    if unexpected:
+        problems.append(f"tensors this model has no place for: {listing(unexpected)}")
+    raise ValueError(
+        f"The weights loaded for adapter {adapter_name!r} do not match its prompts: " + "; ".join(problems) + ". The "
+        "file was edited, is incomplete or belongs to another model: save it again from the trained model, or load it "
+        "with the config and base model it was trained with."
+    )

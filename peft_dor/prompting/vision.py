@@ -139,6 +139,7 @@ class DeepPromptTuner(PromptTuner):
 
     def _prepare_adapter_config(self, peft_config, model_config):
         # Runs inside every injection (get_peft_model, add_adapter, load_adapter), before modules are matched.
+        peft_config = super()._prepare_adapter_config(peft_config, model_config)
         peft_config.fit_to_model(self.model.clip.config)
         return peft_config
 

@@ -6,6 +6,7 @@ Example:
     ```
 """
 
+from .saving import save_pretrained_atomically
 from .schedule import (
     OPTIMIZER_DEFAULTS,
     SCHEDULERS,
@@ -31,4 +32,5 @@ __all__ = [
     "protocol_learning_rates",
     "protocol_lr",
     "protocol_lr_lambda",
+    "save_pretrained_atomically",
 ]

@@ -70,6 +70,9 @@ class GPACallback(TrainerCallback):
         self.std = std
         self.weights: np.ndarray | None = None
         self.aggregate: dict[str, torch.Tensor] = {}
+        #: the checkpoint a resumed run starts from (``DORTrainer`` sets it); None: ``checkpoint-<step>`` in
+        #: ``args.output_dir``
+        self.resume_checkpoint: str | None = None
 
     @staticmethod
     def _trainable(model) -> dict[str, torch.nn.Parameter]:
@@ -79,7 +82,15 @@ class GPACallback(TrainerCallback):
         self.weights = gpa_weights(max(1, math.ceil(state.num_train_epochs)), self.mean, self.std)
         self.aggregate = {}
         if state.global_step > 0:  # resuming: pick up the sum saved with the checkpoint
-            path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", GPA_STATE_NAME)
+            folder = self.resume_checkpoint or os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            path = os.path.join(folder, GPA_STATE_NAME)
+            if not os.path.isfile(path) and int((state.epoch or 0) + 1e-6) >= 1:
+                # an aggregate restarted from zero would silently drop the finished epochs' prompts
+                raise ValueError(
+                    f"Resuming Gaussian prompt aggregation after epoch {int(state.epoch + 1e-6)} needs the running sum "
+                    f"{GPA_STATE_NAME} from the checkpoint, but {folder!r} has none. Resume from a checkpoint written "
+                    "by a run with GPACallback (through DORTrainer, or inside args.output_dir)."
+                )
             if os.path.isfile(path):
                 from safetensors.torch import load_file
 
@@ -103,10 +114,10 @@ class GPACallback(TrainerCallback):
 
             folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             if os.path.isdir(folder):
-                save_file(
-                    {k: v.detach().cpu().contiguous() for k, v in self.aggregate.items()},
-                    os.path.join(folder, GPA_STATE_NAME),
-                )
+                # write then rename: a crash never leaves a half-written sum in the checkpoint
+                temporary = os.path.join(folder, f".{GPA_STATE_NAME}.tmp{os.getpid()}")
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.aggregate.items()}, temporary)
+                os.replace(temporary, os.path.join(folder, GPA_STATE_NAME))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if not self.aggregate:

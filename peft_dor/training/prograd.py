@@ -156,6 +156,14 @@ class ProGradMixin:
                 if param.grad is not None:
                     param.grad.copy_(project_conflicting_gradient(param.grad, reference, weight))
 
+    def loss_components(self, terms) -> dict[str, torch.Tensor]:
+        # DORTrainer's NaN/inf check also names the distillation term that guides the projection
+        parts = super().loss_components(terms)
+        kl = self._prograd_state()["kl"]
+        if kl:
+            parts["prograd_kl"] = kl[-1]
+        return parts
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         state = self._prograd_state()
         if state["kl"] and "loss" in logs:

@@ -8,7 +8,10 @@ would break gradient synchronisation, which is why everything comes out of the o
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,16 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..dor.outliers import unwrap_prompt_model
 from ..dor.regularizer import DORConfig, DORRegularizer, OutlierDraw
-from .schedule import build_optimizer, build_scheduler
+from .gpa import GPACallback
+from .saving import staged_directory
+from .schedule import _OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS, SCHEDULERS, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT = object()  # "compute_metrics not given": accuracy + calibration (explicit None turns metrics off)
 # Output fields that are not predictions: dropped when Trainer predicts without labels.
 _NON_PREDICTION_KEYS = ["image_embeds", "text_embeds", "losses", "extra_text_embeds", "extra_image_embeds"]
+#: written last into every Trainer checkpoint, so its presence marks a complete checkpoint
+TRAINER_STATE_NAME = "trainer_state.json"
+ADAPTER_WEIGHTS_NAMES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def accuracy_compute_metrics(eval_pred) -> dict[str, float]:
@@ -123,7 +132,14 @@ class DORTrainer(Trainer):
             non-zero ``args.weight_decay`` replaces the protocol's 5e-4 too.
         scheduler_name: ``"protocol"`` for warm-up + per-epoch cosine; ``None`` for ``args.lr_scheduler_type``.
         scheduler_kwargs: e.g. ``{"warmup_lr": 1e-5, "warmup_epochs": 1}``.
+        stop_on_nonfinite_loss: stop with ``FloatingPointError`` (naming the step and the loss component: ``ce``,
+            ``dor`` or a method loss) as soon as a training loss is NaN or infinite, before the update. It costs one
+            host synchronisation per micro-batch (the forward already makes one to check the labels).
         **kwargs: every other ``Trainer`` argument (``train_dataset``, ``data_collator``, ``callbacks`` ...).
+
+    Reliability: adapters and checkpoints are written through a staging folder (``peft_dor.training.saving``), so a
+    crash never leaves a half-written weights file that loads; ``resume_from_checkpoint=True`` skips a last checkpoint
+    whose writing was interrupted, and a path to an incomplete one is refused with the files it lacks.
 
     Example:
         ```python
@@ -152,8 +168,14 @@ class DORTrainer(Trainer):
         optimizer_kwargs: dict[str, Any] | None = None,
         scheduler_name: str | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
+        stop_on_nonfinite_loss: bool = True,
         **kwargs: Any,
     ) -> None:
+        _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
+        if args is not None and not isinstance(args, TrainingArguments):
+            raise TypeError(f"`args` must be a transformers TrainingArguments; got {type(args).__name__}.")
+        if model is not None:
+            unwrap_prompt_model(model)  # TypeError unless it is a peft-dor prompt model
         if args is None:
             args = TrainingArguments(output_dir="trainer_output")
         if args.label_names is None:
@@ -168,7 +190,15 @@ class DORTrainer(Trainer):
             dor = DORRegularizer(dor)
         if dor is not None and not isinstance(dor, DORRegularizer):
             raise TypeError(f"`dor` must be a DORConfig, a DORRegularizer or None; got {type(dor).__name__}.")
+        if dor is not None and model is not None:
+            dor.check_model(model)  # cheap: side, prompts to regularise, outlier images; no vocabulary is loaded
+        if scheduler_name is not None and not args.learning_rate > 0:
+            raise ValueError(
+                f"scheduler_name={scheduler_name!r} needs a positive TrainingArguments.learning_rate; got "
+                f"{args.learning_rate!r}."
+            )
         self.dor: DORRegularizer | None = dor
+        self.stop_on_nonfinite_loss = bool(stop_on_nonfinite_loss)
         self.optimizer_name = optimizer_name
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         self.scheduler_name = scheduler_name
@@ -211,6 +241,10 @@ class DORTrainer(Trainer):
         )
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, GPACallback):
+                callback.resume_checkpoint = resume_from_checkpoint
         self._draw_position = None
         self._loss_sums = {}
         self.prepare_dor()
@@ -220,6 +254,49 @@ class DORTrainer(Trainer):
             ignore_keys_for_eval=ignore_keys_for_eval,
             **kwargs,
         )
+
+    def resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
+        """The checkpoint ``train`` resumes from: ``True`` means the last *complete* one in ``args.output_dir`` (one
+        whose writing was interrupted is skipped with a warning); a path must be a complete checkpoint.
+
+        A checkpoint is complete when it holds the adapter weights and a readable ``trainer_state.json``, which
+        ``Trainer`` writes last.
+
+        Raises:
+            ValueError: no complete checkpoint in ``args.output_dir`` (``True``), or the given one is incomplete.
+        """
+        if resume_from_checkpoint is None or resume_from_checkpoint is False:
+            return None
+        if resume_from_checkpoint is True:
+            folder = self.args.output_dir
+            names = os.listdir(folder) if os.path.isdir(folder) else []
+            steps = sorted(
+                (int(name.rsplit("-", 1)[1]), name)
+                for name in names
+                if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.rsplit("-", 1)[1].isdigit()
+            )
+            for _, name in reversed(steps):
+                path = os.path.join(folder, name)
+                missing = checkpoint_problems(path)
+                if not missing:
+                    return path
+                logger.warning("Skipping the incomplete checkpoint %s (%s).", path, "; ".join(missing))
+            raise ValueError(
+                f"resume_from_checkpoint=True but {folder!r} holds no complete checkpoint "
+                f"({PREFIX_CHECKPOINT_DIR}-<step> with adapter weights and {TRAINER_STATE_NAME}); start without it."
+            )
+        path = os.fspath(resume_from_checkpoint)
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"`resume_from_checkpoint` must be a checkpoint folder or True; {path!r} is not a folder."
+            )
+        problems = checkpoint_problems(path)
+        if problems:
+            raise ValueError(
+                f"The checkpoint {path!r} is incomplete ({'; '.join(problems)}): its writing was interrupted. Resume "
+                "from an earlier checkpoint (resume_from_checkpoint=True picks the last complete one)."
+            )
+        return path
 
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
@@ -258,11 +335,41 @@ class DORTrainer(Trainer):
         terms = self.compute_loss_terms(model, inputs)
         if model.training:
             loss = terms.total()
+            if self.stop_on_nonfinite_loss:
+                self.check_finite_loss(terms, loss)
             self.record_loss_terms(terms)
         else:
             loss = terms.ce if terms.ce is not None else terms.outputs.logits.new_zeros(())
         # Only the logits: prediction_step turns every other key into part of the predictions.
         return (loss, {"logits": terms.outputs.logits}) if return_outputs else loss
+
+    def loss_components(self, terms: LossTerms) -> dict[str, torch.Tensor]:
+        """The named parts of a training loss that :meth:`check_finite_loss` inspects: ``ce``, each method loss and
+        ``dor`` (unweighted); subclasses add their own (ProGrad: ``prograd_kl``)."""
+        parts = {} if terms.ce is None else {"ce": terms.ce}
+        parts.update(terms.method)
+        if terms.dor is not None:
+            parts["dor"] = terms.dor
+        return parts
+
+    def check_finite_loss(self, terms: LossTerms, loss: torch.Tensor) -> None:
+        """Raise ``FloatingPointError`` naming the step and the loss components that are NaN or infinite."""
+        parts = {name: value.detach().float().reshape(()) for name, value in self.loss_components(terms).items()}
+        values = torch.stack([loss.detach().float().reshape(()), *parts.values()])
+        if bool(torch.isfinite(values).all()):  # the one host synchronisation
+            return
+        bad = [f"{name}={float(value)}" for name, value in parts.items() if not torch.isfinite(value)]
+        if not bad:  # finite parts, non-finite sum: the weights overflow
+            bad = [f"the weighted sum {float(loss)} (DOR weight {terms.dor_weight})"]
+        where = f"step {self.state.global_step + 1}"
+        if self.args.gradient_accumulation_steps > 1 and terms.draw is not None:
+            where += f", micro-batch {self._draw_position[1]}"  # DOR's draw counter knows which one
+        raise FloatingPointError(
+            f"Training stopped at {where} (epoch {float(self.state.epoch or 0):.2f}): the loss is not finite in "
+            f"{', '.join(bad)}; all parts: {', '.join(f'{n}={float(v):.6g}' for n, v in parts.items())}. Nothing was "
+            "updated for this batch. Check its inputs for NaN/inf (images, outlier images), lower the learning rate, "
+            "or train in float32; checkpoints written so far are in args.output_dir."
+        )
 
     def record_loss_terms(self, terms: LossTerms) -> None:
         """Add one micro-batch's loss parts to the running sums logged (and reset) with the next ``loss``."""
@@ -313,7 +420,60 @@ class DORTrainer(Trainer):
         self._created_lr_scheduler = True  # Trainer rebuilds schedules it created itself on a new `train` call
         return self.lr_scheduler
 
+    # ------------------------------------------------------------------------------------------------------- saving
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return super()._save(output_dir, state_dict)
+        # Trainer writes the adapter, config and model card in place; stage them and move them in, weights last.
+        with staged_directory(output_dir) as staging:
+            super()._save(str(staging), state_dict)
+
     # ------------------------------------------------------------------------------------------------------ helpers
     def prompt_model(self):
         """The ``PromptCLIP`` inside the trained model (for ``zero_shot_text_features`` and friends)."""
         return unwrap_prompt_model(self.accelerator.unwrap_model(self.model))
+
+
+def checkpoint_problems(path: str | os.PathLike) -> list[str]:
+    """What makes a Trainer checkpoint folder unusable for resuming (empty when it is complete)."""
+    problems = []
+    if not any(os.path.isfile(os.path.join(path, name)) for name in ADAPTER_WEIGHTS_NAMES):
+        problems.append(f"no {ADAPTER_WEIGHTS_NAMES[0]}")
+    state = os.path.join(path, TRAINER_STATE_NAME)
+    try:
+        with open(state, encoding="utf-8") as handle:
+            json.load(handle)
+    except FileNotFoundError:
+        problems.append(f"no {TRAINER_STATE_NAME}")
+    except (OSError, ValueError) as error:
+        problems.append(f"unreadable {TRAINER_STATE_NAME} ({error})")
+    return problems
+
+
+def _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs) -> None:
+    """Fail in ``DORTrainer.__init__``, not at the first step, on unknown optimiser or schedule settings."""
+    if optimizer_name is not None and (
+        not isinstance(optimizer_name, str) or optimizer_name.lower() not in _OPTIMIZER_CLASSES
+    ):
+        raise ValueError(
+            f"`optimizer_name` must be one of {sorted(_OPTIMIZER_CLASSES)} or None (args.optim); got {optimizer_name!r}."
+        )
+    for argument, value in (("optimizer_kwargs", optimizer_kwargs), ("scheduler_kwargs", scheduler_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"`{argument}` must be a dict or None; got {type(value).__name__}.")
+    if optimizer_name is not None and optimizer_kwargs:
+        cls = _OPTIMIZER_CLASSES[optimizer_name.lower()]
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "lr"}
+        unknown = sorted(set(optimizer_kwargs) - accepted)
+        if unknown:
+            raise ValueError(
+                f"`optimizer_kwargs` has options {unknown} that {cls.__name__} does not take; it takes "
+                f"{sorted(accepted)} (defaults: {OPTIMIZER_DEFAULTS[optimizer_name.lower()]})."
+            )
+    if scheduler_name is not None and scheduler_name not in SCHEDULERS:
+        raise ValueError(f"`scheduler_name` must be one of {sorted(SCHEDULERS)} or None; got {scheduler_name!r}.")
+    if optimizer_kwargs and optimizer_name is None:
+        raise ValueError("`optimizer_kwargs` only apply with optimizer_name='sgd' or 'adam'; set it or drop them.")
+    if scheduler_kwargs and scheduler_name is None:
+        raise ValueError("`scheduler_kwargs` only apply with scheduler_name='protocol'; set it or drop them.")

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...prompting import ContextPromptConfig
+from ...prompting.config import check_number
 from ...prompting.recipes import TrainingRecipe
 from ...registry import DorPeftType
 
@@ -44,6 +45,5 @@ class KgCoOpConfig(ContextPromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.kg_weight, (int, float)) or self.kg_weight < 0:
-            raise ValueError(f"`kg_weight` must be a non-negative number (KgCoOp uses 8.0); got {self.kg_weight!r}.")
+        check_number(self.kg_weight, "kg_weight", hint=" (KgCoOp uses 8.0)")
         self.peft_type = DorPeftType.KGCOOP

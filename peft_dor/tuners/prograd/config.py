@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...prompting import ContextPromptConfig
+from ...prompting.config import check_number
 from ...prompting.recipes import TrainingRecipe
 from ...registry import DorPeftType
 
@@ -70,10 +71,6 @@ class ProGradConfig(ContextPromptConfig):
         if self.n_ctx is None:
             self.n_ctx = self.default_n_ctx
         super().__post_init__()
-        if not isinstance(self.prograd_lambda, (int, float)) or self.prograd_lambda < 0:
-            raise ValueError(
-                f"`prograd_lambda` must be a non-negative number (ProGrad: 1.0); got {self.prograd_lambda!r}."
-            )
-        if not isinstance(self.kl_temperature, (int, float)) or self.kl_temperature <= 0:
-            raise ValueError(f"`kl_temperature` must be positive (ProGrad: 1.0); got {self.kl_temperature!r}.")
+        check_number(self.prograd_lambda, "prograd_lambda", hint=" (ProGrad: 1.0)")
+        check_number(self.kl_temperature, "kl_temperature", strict=True, hint=" (ProGrad: 1.0)")
         self.peft_type = DorPeftType.PROGRAD

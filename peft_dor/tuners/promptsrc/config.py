@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.config import check_template
+from ...prompting.config import check_number, check_template
 from ...prompting.recipes import TrainingRecipe
 from ...registry import DorPeftType
 from ..ivlp.config import IVLPConfig
@@ -123,8 +123,7 @@ class PromptSRCConfig(IVLPConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("text_loss_weight", "image_loss_weight", "logits_loss_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be a non-negative number; got {getattr(self, name)!r}.")
+            check_number(getattr(self, name), name)
         if self.teacher_templates is not None:
             if isinstance(self.teacher_templates, str) or not self.teacher_templates:
                 raise ValueError(

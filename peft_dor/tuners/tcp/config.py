@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...prompting import ContextPromptConfig, PromptLayout
-from ...prompting.config import check_template
+from ...prompting.config import check_number, check_template
 from ...prompting.recipes import TrainingRecipe
 from ...registry import DorPeftType
 
@@ -80,10 +80,7 @@ class TCPConfig(ContextPromptConfig):
                 f"`knowledge_hidden_dim` must be a positive integer (or None for projection_dim // 4); "
                 f"got {self.knowledge_hidden_dim!r}."
             )
-        if not isinstance(self.knowledge_weight, (int, float)) or self.knowledge_weight < 0:
-            raise ValueError(
-                f"`knowledge_weight` must be a non-negative number (TCP: 8.0); got {self.knowledge_weight!r}."
-            )
+        check_number(self.knowledge_weight, "knowledge_weight", hint=" (TCP: 8.0)")
         if self.prompt_template is not None:
             check_template(self.prompt_template, "prompt_template")
             if self.ctx_init:

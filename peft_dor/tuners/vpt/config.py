@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...prompting import PromptConfig
+from ...prompting.config import check_number
 from ...prompting.recipes import TrainingRecipe
 from ...prompting.vision import DeepPromptConfigMixin, check_depth
 from ...registry import DorPeftType
@@ -60,8 +61,7 @@ class VPTConfig(DeepPromptConfigMixin, PromptConfig):
         super().__post_init__()
         self.peft_type = DorPeftType.VPT
         check_depth(self.vision_tokens, "vision_tokens")
-        if not self.ctx_std > 0:
-            raise ValueError(f"`ctx_std` must be positive; got {self.ctx_std!r}.")
+        check_number(self.ctx_std, "ctx_std", strict=True, hint=" (the std of the random init, e.g. 0.02)")
         if self.depth is None and not self.deep:
             self.depth = 1
         if self.depth is not None:

@@ -1,0 +1,107 @@
+"""Every peft-dor method on the tiny CLIP, and a small synthetic training set, for the reliability tests.
+
+Imported by the tests and by ``_ddp_all_methods.py`` (which torchrun starts with the repository on ``PYTHONPATH``),
+so it depends on nothing but the libraries (no pytest).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from peft_dor.testing import TINY_WORDS
+
+CLASS_NAMES = ["cat", "dog", "bird", "horse", "ship"]
+#: outlier terms: the tiny tokenizer's nouns that are no class name
+VOCABULARY = [word for word in TINY_WORDS[TINY_WORDS.index("tree") :] if word not in CLASS_NAMES]
+TEACHER_TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "art of a {}."]
+
+#: method key -> (config class name, config kwargs) for the tiny CLIP (2 layers per tower, width 32, 32 px images)
+METHOD_CASES: dict[str, tuple[str, dict]] = {
+    "coop": ("CoOpConfig", {"n_ctx": 4}),
+    "cocoop": ("CoCoOpConfig", {"meta_net_hidden_dim": 8}),
+    "kgcoop": ("KgCoOpConfig", {}),
+    "tcp": ("TCPConfig", {"class_token_layer": 1}),
+    "prograd": ("ProGradConfig", {"n_ctx": 4}),
+    "vpt": ("VPTConfig", {"vision_tokens": 2, "deep": True}),
+    "ivlp": ("IVLPConfig", {"n_ctx": 2, "vision_tokens": 2, "text_depth": 2, "vision_depth": 2}),
+    "maple": ("MaPLeConfig", {"depth": 2}),
+    "promptsrc": ("PromptSRCConfig", {"text_depth": 2, "vision_depth": 2, "teacher_templates": TEACHER_TEMPLATES}),
+}
+
+
+def method_config(key: str, class_names=CLASS_NAMES, **overrides):
+    import peft_dor
+
+    name, kwargs = METHOD_CASES[key]
+    return getattr(peft_dor, name)(class_names=class_names, **{**kwargs, **overrides})
+
+
+def build_model(key: str, model_path: str, seed: int = 0, **overrides):
+    """A fresh ``PeftModel`` of method ``key`` on the tiny CLIP at ``model_path``; ``seed`` fixes the prompt init."""
+    from peft import get_peft_model
+    from transformers import CLIPModel
+
+    torch.manual_seed(seed)
+    return get_peft_model(CLIPModel.from_pretrained(model_path), method_config(key, **overrides))
+
+
+def image_rows(n: int, seed: int = 0, n_classes: int = len(CLASS_NAMES)) -> list[dict]:
+    """``n`` training rows ``{"pixel_values": (3, 32, 32), "labels": int}``: class ``c`` is noise around a per-class
+    mean, so a few steps make progress. Trainer's default collator stacks them."""
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.randn(n_classes, 3, 1, 1, generator=generator)
+    rows = []
+    for i in range(n):
+        label = i % n_classes
+        pixels = means[label] + 0.5 * torch.randn(3, 32, 32, generator=generator)
+        rows.append({"pixel_values": pixels, "labels": label})
+    return rows
+
+
+def outlier_images(n: int = 6, seed: int = 7) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def dor_config(key: str, cache_dir: str | None = None, **overrides):
+    """Text-side DOR over :data:`VOCABULARY`, or image-side DOR for VPT (no text prompts)."""
+    from peft_dor import DORConfig
+
+    settings = {"pool_size": 16, "num_outliers": 3, "cache_dir": cache_dir, "cache_features": cache_dir is not None}
+    if key == "vpt":
+        settings.update(side="image", outlier_images=outlier_images())
+    else:
+        settings.update(vocabulary=list(VOCABULARY))
+    return DORConfig(**{**settings, **overrides})
+
+
+def trainer_class(key: str):
+    """``ProGradTrainer`` for ProGrad, ``DORTrainer`` otherwise."""
+    if key == "prograd":
+        from peft_dor.training.prograd import ProGradTrainer
+
+        return ProGradTrainer
+    from peft_dor import DORTrainer
+
+    return DORTrainer
+
+
+def training_args(output_dir: str, **overrides):
+    from transformers import TrainingArguments
+
+    settings = {
+        "use_cpu": True,
+        "report_to": [],
+        "save_strategy": "no",
+        "remove_unused_columns": False,
+        "disable_tqdm": True,
+        "seed": 0,
+        "learning_rate": 0.05,
+        "logging_steps": 1,
+        "lr_scheduler_type": "constant",
+    }
+    return TrainingArguments(output_dir=output_dir, **{**settings, **overrides})
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The adapter's trained tensors by name, detached and contiguous (for comparisons and safetensors)."""
+    return {name: p.detach().clone().contiguous() for name, p in model.named_parameters() if p.requires_grad}
