@@ -117,8 +117,9 @@ class PromptTokenizer:
     """Builds :class:`TokenizedPrompts` with a CLIP tokenizer, caching the token ids of every text it has seen.
 
     Token ids are assembled piece by piece (``[SOS] + prefix + name + suffix + [EOS]``). CLIP's BPE pre-tokenizer
-    splits on whitespace and punctuation, so this equals tokenising the joined string (tested), while letting us
-    know exactly where each slot is.
+    splits on whitespace and punctuation, so for ordinary names this equals tokenising the joined string (tested),
+    while letting us know exactly where each slot is. (A name ending in punctuation can merge differently with the
+    suffix than in the joined string; the prompt is still well-formed, with EOS last.)
 
     Args:
         tokenizer: a CLIP tokenizer (``CLIPTokenizer`` or its fast variant).
