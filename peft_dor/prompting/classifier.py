@@ -256,6 +256,15 @@ class PromptCLIP(nn.Module):
     # ------------------------------------------------------------------ images
     def encode_image(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None):
         """L2-normalised image features from pixels (through any vision prompts) or from precomputed embeddings."""
+        if image_embeds is not None and any(
+            layer.active_prompt_adapter() is not None
+            for layer in self.clip.vision_model.modules()
+            if isinstance(layer, PromptLayer)
+        ):
+            raise ValueError(
+                "`image_embeds` skips the vision tower, but the active adapter prompts it (VPT, IVLP, MaPLe, "
+                "PromptSRC), so cached features would silently drop the visual prompts; pass `pixel_values` instead."
+            )
         if image_embeds is None:
             if pixel_values is None:
                 raise ValueError(

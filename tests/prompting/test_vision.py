@@ -210,3 +210,11 @@ def test_ivlp_depths_are_checked_per_tower(tiny_clip_path, class_names):
         get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), IVLPConfig(class_names=class_names, text_depth=5))
     with pytest.raises(ValueError, match="vision_depth"):
         IVLPConfig(class_names=class_names, vision_depth=0)
+
+
+def test_image_embeds_are_refused_when_the_vision_tower_is_prompted(tiny_clip_path, class_names):
+    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), VPTConfig(class_names=class_names))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(image_embeds=torch.randn(2, 24))
+    with model.disable_adapter(), torch.no_grad():  # the frozen base model may use cached features
+        assert model(image_embeds=torch.randn(2, 24)).logits.shape == (2, len(class_names))
