@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from peft_dor.testing import VIT_B16_SIZE
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -54,23 +56,7 @@ SIZES: dict[str, dict[str, Any]] = {
         },
         "projection_dim": 256,
     },
-    "vit-b16": {
-        "text_config": {
-            "hidden_size": 512,
-            "intermediate_size": 2048,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 8,
-        },
-        "vision_config": {
-            "hidden_size": 768,
-            "intermediate_size": 3072,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "image_size": 224,
-            "patch_size": 16,
-        },
-        "projection_dim": 512,
-    },
+    "vit-b16": VIT_B16_SIZE,
 }
 
 ADJECTIVES = [

@@ -45,6 +45,22 @@ TINY_CONFIG = {
 }
 
 
+#: ``tiny_clip_config`` overrides that give ViT-B/16's shapes (text 512 x 12 layers, vision 768 x 12 layers, patch 16,
+#: 224 px, projection 512): parameter counts of prompt methods at the real size, with random weights
+VIT_B16_SIZE = {
+    "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
+    "vision_config": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 224,
+        "patch_size": 16,
+    },
+    "projection_dim": 512,
+}
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     # GPT-2/CLIP's reversible byte -> printable-unicode table (every byte gets a visible character).
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))

@@ -7,6 +7,8 @@ trainable tensors, ``disable_adapter``, outlier names, bf16) are in ``test_metho
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ from transformers import CLIPModel, Trainer
 from peft_dor import CoCoOpConfig, CoOpConfig, KgCoOpConfig, ProGradConfig, TCPConfig
 from peft_dor.dor import default_weight
 from peft_dor.prompting.knowledge import knowledge_distance
-from peft_dor.testing import build_tiny_tokenizer, tiny_clip_config
+from peft_dor.testing import VIT_B16_SIZE, build_tiny_tokenizer, tiny_clip_config
 from peft_dor.training.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 
 from ..conftest import CLASS_NAMES
@@ -62,16 +64,7 @@ def vit_b16(tmp_path_factory):
         len(tokenizer),  # the vocabulary covers every id of the tokenizer
         tokenizer.bos_token_id,
         tokenizer.eos_token_id,
-        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
-        vision_config={
-            "hidden_size": 768,
-            "intermediate_size": 3072,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "image_size": 224,
-            "patch_size": 16,
-        },
-        projection_dim=512,
+        **copy.deepcopy(VIT_B16_SIZE),
     )
     torch.manual_seed(0)
     return CLIPModel(config), str(path)
