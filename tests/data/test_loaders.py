@@ -155,3 +155,10 @@ def test_caltech_background_classes_are_dropped():
 def test_exactly_one_source():
     with pytest.raises(ValueError, match="exactly one data source"):
         load_benchmark("dtd")
+
+
+@pytest.mark.parametrize(("drop", "message"), [("image", "no Image column.*image_column"), ("label", "no ClassLabel")])
+def test_dataset_without_image_or_label_column_names_the_fix(drop, message):
+    ds = tiny_images_dataset([2, 2], names=["cat", "dog"]).remove_columns(drop)
+    with pytest.raises(ValueError, match=message):
+        prepare_splits({"train": ds, "test": ds})
