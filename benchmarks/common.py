@@ -249,9 +249,8 @@ def cache_root() -> Path:
 
 def build_bench_clip(size: str = "mid", seed: int = 0) -> str:
     """Write (once) a random CLIP of the given size with the benchmark tokenizer; return its directory."""
-    from transformers import CLIPModel
 
-    from peft_dor.testing import TINY_WORDS, _image_processor, tiny_clip_config
+    from peft_dor.testing import TINY_WORDS, save_random_clip, tiny_clip_config
 
     path = cache_root() / f"bench-clip-{size}-{seed}"
     if (path / "config.json").exists():
@@ -266,13 +265,7 @@ def build_bench_clip(size: str = "mid", seed: int = 0) -> str:
         vision_config=dict(shape["vision_config"]),
         projection_dim=shape["projection_dim"],
     )
-    torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    _image_processor(config.vision_config.image_size).save_pretrained(path)
-    return str(path)
+    return save_random_clip(config, tokenizer, path, seed)
 
 
 def load_clip(path: str, device: str = "cpu"):

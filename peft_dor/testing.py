@@ -135,7 +135,6 @@ def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, 
         overwrite: rebuild even if the directory already holds a model.
         **overrides: ``text_config`` / ``vision_config`` dicts and ``projection_dim`` to change the size.
     """
-    from transformers import CLIPModel
 
     if output_dir is None:
         cache = Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
@@ -148,8 +147,16 @@ def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, 
         return str(output_dir)
     tokenizer = build_tiny_tokenizer()
     config = tiny_clip_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, **overrides)
+    return save_random_clip(config, tokenizer, output_dir, seed)
+
+
+def save_random_clip(config, tokenizer, output_dir: str | os.PathLike, seed: int = 0) -> str:
+    """Write a ``CLIPModel`` with random weights from ``seed``, its tokenizer and image processor to ``output_dir``."""
+    from transformers import CLIPModel
+
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
+    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
