@@ -458,6 +458,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
             outputs.append(dtype(**values))
     model_args, data_args, dor_args, run_args, training_args, options = outputs
     run_args.demo = demo or run_args.demo
+    run_args.config = str(config_path) if config_path else None  # the file read, also when named by method
     flags = {a.split("=", 1)[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
     if "per_device_train_batch_size" in flags and "global_batch_size" not in flags:
         run_args.global_batch_size = None  # an explicit per-device batch on the command line wins over the config

@@ -19,6 +19,18 @@ from transformers.trainer_utils import has_length
 logger = logging.getLogger("peft_dor.cli")
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is now (it may be replaced after the handler is made, e.g. by pytest)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_output(main_process: bool = True) -> None:
     """Log ``peft_dor`` INFO lines to stdout (WARNING on other ranks); silence other libraries' bars and warnings."""
     import datasets
@@ -26,7 +38,7 @@ def setup_output(main_process: bool = True) -> None:
 
     package = logging.getLogger("peft_dor")
     if not any(getattr(h, "_peft_dor_cli", False) for h in package.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
         handler._peft_dor_cli = True
         package.addHandler(handler)
