@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainingArguments
+
 from ..registry import METHODS, method_classes
 from .errors import UsageError
 
@@ -73,7 +75,8 @@ class DataArguments:
         default=None, metadata={"help": "Root of the CoOp folder layout (<data_root>/dtd/images + split_zhou_*.json)."}
     )
     data_dir: str | None = field(
-        default=None, metadata={"help": "A local image folder with train/ and test/ sub-folders, one folder per class."}
+        default=None,
+        metadata={"help": "A local image folder with train/ and test/ sub-folders, one folder per class."},
     )
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id (loaded with datasets)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
@@ -196,7 +199,10 @@ class RunArguments:
     ece_bins: int = field(default=10, metadata={"help": "Bins of ECE/MCE/ACE."})
     ece_edge_rule: str = field(
         default="standard",
-        metadata={"help": "Bin edges; 'lab' matches the DOR lab's code (docs/metrics.md).", "choices": ("standard", "lab")},
+        metadata={
+            "help": "Bin edges; 'lab' matches the DOR lab's code (docs/metrics.md).",
+            "choices": ("standard", "lab"),
+        },
     )
     mce_variant: str = field(
         default="standard",
@@ -278,6 +284,19 @@ class TrainCommand:
         return json.loads(json.dumps(groups, default=str))
 
 
+USAGE = (
+    "peft-dor train [--config FILE|NAME] [--method NAME] (--data_dir DIR | --dataset NAME --data_root DIR | "
+    "--dataset_name ID | --demo) [--output_dir DIR] [options]"
+)
+
+
+@dataclass
+class CommandTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with its own ``--help`` section, listed after the library's options."""
+
+    _argument_group_name = "training (transformers TrainingArguments; --help_all lists every flag)"
+
+
 class CommandParser:
     """``HfArgumentParser`` whose mistakes are one-line :class:`UsageError`\\ s instead of usage dumps."""
 
@@ -288,7 +307,7 @@ class CommandParser:
             def error(self, message):  # argparse prints the whole usage (~150 flags) before the message
                 raise UsageError(f"{message} (peft-dor train --help lists the options)")
 
-        return _Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
+        return _Parser(dataclass_types, prog=prog, description=description, usage=USAGE, allow_abbrev=False)
 
 
 def _flag_type(hint: Any) -> Any:
@@ -377,7 +396,7 @@ def has_accelerator() -> bool:
 
 
 def _pre_parse(argv: list[str]) -> argparse.Namespace:
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     pre.add_argument("--method")
     pre.add_argument("--demo", nargs="?", const="true", default=None)
@@ -399,8 +418,6 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     Raises:
         UsageError: an unknown flag or config key, a malformed config, a value of the wrong type or out of range.
     """
-    from transformers import TrainingArguments
-
     argv = list(sys.argv[1:] if argv is None else argv)
     known = _pre_parse(argv)
     demo = known.demo is not None and known.demo.lower() in ("true", "1", "yes")
@@ -413,7 +430,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     method_key = resolve_method(method or file_values.get("method", "coop"))
     config_cls = method_classes(method_key)[0]
 
-    fixed = (ModelArguments, DataArguments, DORArguments, RunArguments, TrainingArguments)
+    fixed = (ModelArguments, DataArguments, DORArguments, RunArguments, CommandTrainingArguments)
     taken = {f.name for cls in fixed for f in dataclasses.fields(cls)}
     options_cls = method_options_class(config_cls, taken)
     description = (
@@ -423,7 +440,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     )
     parser = CommandParser((*fixed, options_cls), prog=prog, description=description)
     if not known.help_all:
-        _hide_rare_training_flags(parser, TrainingArguments)
+        _hide_rare_training_flags(parser, CommandTrainingArguments)
     parser.add_argument("--help_all", "--help-all", action="help", help="Show every option, then exit.")
     known_flags = {action.dest for action in parser._actions}
     unknown = sorted(set(file_values) - known_flags)
@@ -449,7 +466,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     for dtype in parser.dataclass_types:
         names = {f.name for f in dataclasses.fields(dtype) if f.init}
         values = {k: v for k, v in vars(namespace).items() if k in names}
-        if dtype is TrainingArguments:
+        if dtype is CommandTrainingArguments:
             try:
                 outputs.append(dtype(**values))
             except ValueError as error:  # TrainingArguments checks combinations of its flags
@@ -480,7 +497,7 @@ def parse_method_config(value: Any) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise UsageError(
             f"--method_config: not valid JSON ({error.msg} at character {error.pos}); give an object such as "
-            "'{\"prec\": \"fp32\"}'."
+            '\'{"prec": "fp32"}\'.'
         ) from None
     if not isinstance(parsed, dict):
         raise UsageError(f"--method_config: expected a JSON object, got {type(parsed).__name__}.")

@@ -95,6 +95,9 @@ def check_data(splits, data_args) -> None:
         validate_splits(splits, shots=data_args.shots, task=data_args.task)
         if data_args.verify_images is not False:
             limit = None if data_args.verify_images else AUTO_VERIFY_LIMIT
-            checked = verify_images({k: v for k, v in splits.items() if k in ("train", "test")}, limit=limit)
+            chosen = {k: v for k, v in splits.items() if k in ("train", "test")}
+            if chosen.get("train") is chosen.get("test"):  # evaluation-only data: one split in both roles
+                chosen.pop("train")
+            checked = verify_images(chosen, limit=limit)
             if checked:
                 logger.info("decoded all %d images of %s", checked, source)

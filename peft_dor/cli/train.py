@@ -321,6 +321,7 @@ def plan_output_dir(command: TrainCommand, fingerprint: dict[str, Any]) -> Outpu
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``peft-dor train``: parse, then train (or run the demo). Returns the results dict."""
     command = parse_train_args(argv)
+    setup_output(command.training.should_log)
     if command.run.demo:
         return run_demo(command)
     return train(command)
@@ -464,9 +465,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         trainer.prepare_dor()
     else:
         if plan.checkpoint is not None:
-            logger.info(
-                "Resuming from %s (step %d).", plan.checkpoint, checkpoint_step(plan.checkpoint)
-            )
+            logger.info("Resuming from %s (step %d).", plan.checkpoint, checkpoint_step(plan.checkpoint))
         with interrupt.installed():
             train_output = trainer.train(resume_from_checkpoint=plan.checkpoint)
         if interrupt.stopped_at is not None:
@@ -519,9 +518,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         "settings": settings,
     }
     try:
-        evaluation, plots = evaluate_run(
-            command, trainer, model, train_side, new_side, test_set, progress, results
-        )
+        evaluation, plots = evaluate_run(command, trainer, model, train_side, new_side, test_set, progress, results)
     except Exception as error:
         if isinstance(error, UsageError):
             raise

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -74,10 +75,8 @@ class GracefulInterrupt(TrainerCallback):
     def installed(self) -> Iterator[GracefulInterrupt]:
         """Install the signal handlers for the duration of the block (main thread only), then restore them."""
         for number in self.signals:
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: signals stay with whoever owns them
                 self._previous[number] = signal.signal(number, self._handle)
-            except ValueError:  # not the main thread: signals stay with whoever owns them
-                pass
         try:
             yield self
         finally:

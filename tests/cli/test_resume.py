@@ -81,7 +81,8 @@ def test_a_finished_run_is_not_retrained(run_cli, image_folder, tiny_clip_path, 
     code, _, err = run_cli(*args)
     assert code == 0, err
     before = (out / "results.json").read_text()
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]  # 6 images, batch 4, last batch dropped
+    # 6 images, batch 4, the last batch dropped: one step
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
     for name in ("train_results.json", "eval_results.json", "all_results.json", "trainer_state.json"):
         assert (out / name).exists(), name
     record = _results(out)
@@ -97,7 +98,9 @@ def test_a_finished_run_is_not_retrained(run_cli, image_folder, tiny_clip_path, 
     assert code == 2 and "learning_rate: 0.002 -> 0.5" in err and "--overwrite_output_dir" in err
 
 
-def test_checkpoints_of_another_configuration_are_refused(run_cli, image_folder, tiny_clip_path, tmp_path, monkeypatch):
+def test_checkpoints_of_another_configuration_are_refused(
+    run_cli, image_folder, tiny_clip_path, tmp_path, monkeypatch
+):
     import peft_dor.cli.train as train
 
     out = tmp_path / "out"

@@ -84,9 +84,7 @@ def test_shipped_configs_are_named_by_method(run_cli, monkeypatch):
 
 
 @pytest.mark.parametrize("model", ["./no/such/folder", "not a hub id!", "someone/not-cached-clip"])
-def test_model_neither_folder_nor_offline_hub_id(
-    run_cli, no_model_load, image_folder, tmp_path, monkeypatch, model
-):
+def test_model_neither_folder_nor_offline_hub_id(run_cli, no_model_load, image_folder, tmp_path, monkeypatch, model):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -1,8 +1,7 @@
-"""Fixtures for the example-script tests: ``examples/train.py`` imported as a module, and one demo run."""
+"""Fixtures for the example scripts (thin wrappers of the ``peft-dor`` command): one demo run."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,19 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "train.py"
 #: the demo, shortened for the tests (same pipeline, fewer steps)
 DEMO_ARGS = ["--demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
-
-
-def load_script(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def train_script():
-    return load_script(TRAIN, "peft_dor_examples_train")
 
 
 def script_env(cache_dir: Path) -> dict[str, str]:
