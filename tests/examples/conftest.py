@@ -23,6 +23,8 @@ def script_env(cache_dir: Path) -> dict[str, str]:
         PEFT_DOR_CACHE=str(cache_dir),
         HF_DATASETS_CACHE=str(cache_dir / "datasets"),
         TOKENIZERS_PARALLELISM="false",
+        # `-m peft_dor` in a fresh process imports this checkout, whatever is installed
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
     )
     return env
 

@@ -1,4 +1,5 @@
-"""The demo end to end in fresh processes: one process, and two processes under ``accelerate launch`` (CPU, gloo).
+"""The demo end to end in fresh processes: ``python examples/train.py --demo`` (one process), and two processes under
+``accelerate launch -m peft_dor train`` (CPU, gloo).
 
 Both runs use the same global batch (``--global_batch_size`` splits it over the processes), so DDP must reproduce the
 single-process run: the same trained prompts and the same metrics, within float tolerance.
@@ -13,7 +14,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from .conftest import DEMO_ARGS, TRAIN, script_env
+from .conftest import DEMO_ARGS, script_env
 
 
 def _results(out):
@@ -72,7 +73,9 @@ def test_two_processes_match_one_process(demo_run, demo_cache, tmp_path):
         "no",
         "--dynamo_backend",
         "no",
-        str(TRAIN),
+        "-m",  # `accelerate launch -m peft_dor train`: the package's own entry point under the launcher
+        "peft_dor",
+        "train",
         *DEMO_ARGS,
         "--output_dir",
         str(two),
