@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,19 @@ def test_other_tasks_run_in_process(tiny_clip_path, tmp_path, task):
     else:
         assert results["test"]["n_samples"] == 8 and len(results["class_names"]) == 4
         assert [p.name for p in out.glob("*.png")] == ["reliability_test.png"]
+
+
+UNSHIPPED = re.compile(r"\b(PROTOCOL|METHODS|DOR|CALIBRATION|INTEGRATION)\.md\b|shared/spec|\bspec/")
+
+
+@pytest.mark.parametrize("key", sorted(METHODS))
+def test_help_cites_no_file_that_does_not_ship(run_cli, key):
+    code, out, _ = run_cli("train", "--method", key.lower(), "--help_all")
+    assert code == 0 and not UNSHIPPED.search(" ".join(out.split()))
+
+
+def test_docs_readme_and_configs_cite_no_file_that_does_not_ship():
+    root = CONFIG_DIR.parents[2]
+    files = [root / "README.md", *(root / "docs").glob("*.md"), *CONFIG_DIR.glob("*.yaml")]
+    cited = {str(p.relative_to(root)) for p in files if UNSHIPPED.search(p.read_text())}
+    assert not cited
