@@ -401,6 +401,7 @@ def _pre_parse(argv: list[str]) -> argparse.Namespace:
     pre.add_argument("--method")
     pre.add_argument("--demo", nargs="?", const="true", default=None)
     pre.add_argument("--help_all", "--help-all", action="store_true")
+    pre.add_argument("--methods", nargs="+")
     known, _ = pre.parse_known_args(argv)
     return known
 
@@ -422,7 +423,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     known = _pre_parse(argv)
     demo = known.demo is not None and known.demo.lower() in ("true", "1", "yes")
     config_path = resolve_config_path(known.config) if known.config else None
-    method = known.method or ("coop" if demo else None)
+    method = known.method or ((known.methods or ["coop"])[0] if demo else None)
     if config_path is None:
         default = CONFIG_DIR / f"{(method or 'coop').lower().removeprefix('dor_')}.yaml"
         config_path = default if default.exists() and not demo else None
@@ -453,7 +454,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     defaults["method"] = method_key.lower()
     defaults["config"] = str(config_path) if config_path else None
     if demo:
-        defaults.update(DEMO_DEFAULTS)
+        defaults.update({**DEMO_DEFAULTS, "method": method_key.lower()})
     parser.set_defaults(**defaults)
     namespace, extra = parser.parse_known_args(argv)
     if extra:

@@ -42,7 +42,6 @@ def setup_output(main_process: bool = True) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
         handler._peft_dor_cli = True
         package.addHandler(handler)
-        package.propagate = False
     package.setLevel(logging.INFO if main_process else logging.WARNING)
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()

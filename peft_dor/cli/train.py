@@ -353,8 +353,10 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
     from ..training.checkpoints import RunRecordCallback, checkpoint_step, training_fingerprint, write_run_record
 
     settings = command.settings()
+    settings["training"]["global_batch_size"] = global_batch
     fingerprint = training_fingerprint(settings)
-    plan = plan_output_dir(command, fingerprint)
+    with training_args.main_process_first(desc="output folder"):  # only the main process removes old files
+        plan = plan_output_dir(command, fingerprint)
     if plan.finished is not None:
         logger.info(
             "%s already holds the finished run (%s); nothing to train. --overwrite_output_dir retrains it.",

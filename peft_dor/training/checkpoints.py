@@ -38,8 +38,7 @@ _TRAINING_KEYS = (
     "learning_rate",
     "num_train_epochs",
     "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
+    "global_batch_size",  # added by the caller: processes x per-device batch x accumulation may be split otherwise
     "weight_decay",
     "optim",
     "lr_scheduler_type",

@@ -28,6 +28,26 @@ def command_env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def restore_library_output():
+    """The command configures logging and progress bars process-wide; give the next test the defaults back."""
+    import logging
+
+    import datasets
+    import transformers
+
+    package = logging.getLogger("peft_dor")
+    handlers, level = list(package.handlers), package.level
+    verbosity = transformers.utils.logging.get_verbosity()
+    yield
+    package.handlers[:] = handlers
+    package.setLevel(level)
+    datasets.enable_progress_bars()
+    datasets.logging.set_verbosity_warning()
+    transformers.utils.logging.enable_progress_bar()
+    transformers.utils.logging.set_verbosity(verbosity)
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """``train/`` (4 per class) and ``test/`` (2 per class), six classes, 32 px PNGs."""

@@ -161,3 +161,10 @@ def test_docs_readme_and_configs_cite_no_file_that_does_not_ship():
     files = [root / "README.md", *(root / "docs").glob("*.md"), *CONFIG_DIR.glob("*.yaml")]
     cited = {str(p.relative_to(root)) for p in files if UNSHIPPED.search(p.read_text())}
     assert not cited
+
+
+def test_demo_takes_its_method_from_methods(run_cli):
+    command = parse_train_args(["--demo", "--methods", "kgcoop"])
+    assert command.run.method == "kgcoop" and command.config_cls.__name__ == "KgCoOpConfig"
+    code, _, err = run_cli("train", "--demo", "--methods", "coop", "kgcoop")
+    assert code == 2 and "the demo trains one method per run" in err

@@ -43,3 +43,6 @@ def demo_run(tmp_path_factory, demo_cache):
     proc = subprocess.run(cmd, env=script_env(demo_cache), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
+
+
+from ..cli.conftest import restore_library_output  # noqa: E402, F401 - the demo runs the command in-process too
