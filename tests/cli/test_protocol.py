@@ -93,19 +93,15 @@ def test_data_root_is_required_outside_the_demo(protocol, tmp_path):
         protocol.main(["--methods", "coop", "--output_dir", str(tmp_path)])
 
 
-def test_the_script_wrapper_runs_the_command(tmp_path):
-    import subprocess
+def test_the_script_wrapper_runs_the_command(tmp_path, monkeypatch, capsys):
+    import runpy
     import sys
 
-    from .conftest import ROOT, command_env
+    from .conftest import ROOT
 
     script = ROOT / "benchmarks" / "protocol.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--methods", "coop", "--output_dir", str(tmp_path)],
-        env=command_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("peft-dor protocol: error: --data_root is required")
+    monkeypatch.setattr(sys, "argv", [str(script), "--methods", "coop", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("peft-dor protocol: error: --data_root is required")
