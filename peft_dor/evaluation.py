@@ -4,7 +4,7 @@
   report (accuracy, ECE, MCE, ACE, NLL, Brier; fractions in [0, 1]).
 * :func:`evaluate_base_to_new`: the protocol's main task: base test over the base classes, then, after
   ``set_class_names``, the new test over the new classes only; ``hm`` combines them (harmonic mean for accuracy,
-  arithmetic mean for the calibration metrics, as the published ECE tables do: CALIBRATION.md §8).
+  arithmetic mean for the calibration metrics, as the published ECE tables do; docs/protocol.md).
 * :func:`evaluate_domain_generalization`: a source test set and target test sets, each scored over its own classes.
 * :func:`aggregate_results` / :func:`write_tables`: mean over seeds per method and dataset, the 11-dataset "Average"
   row (HM of the mean base and mean new accuracy, never the mean of per-dataset HMs), as Markdown and CSV.
@@ -54,8 +54,8 @@ def harmonic_mean(base: float, new: float) -> float:
 def combine_base_new(base: Mapping[str, float], new: Mapping[str, float]) -> dict[str, float]:
     """The "HM" entry of a base-to-new result: harmonic mean of accuracy, arithmetic mean of everything else.
 
-    The published ECE tables' "HM" column is the arithmetic mean ``(B + N) / 2`` (CALIBRATION.md §8); accuracy's
-    is the true harmonic mean (PROTOCOL.md §9).
+    The published ECE tables' "HM" column is the arithmetic mean ``(B + N) / 2`` (docs/protocol.md); accuracy's
+    is the true harmonic mean.
 
     Example:
         >>> combine_base_new({"accuracy": 0.8, "ece": 0.03}, {"accuracy": 0.6, "ece": 0.15})
@@ -301,7 +301,7 @@ def aggregate_results(
     Each record needs ``method``, ``dataset`` and ``base``/``new`` metric dicts (``seed`` is only counted). Per
     dataset, base and new are seed means and ``hm`` combines the two means (harmonic for accuracy, arithmetic for the
     rest). The Average row takes the mean over datasets of base and of new, then combines those means: the
-    published averages are HM(mean base, mean new), not the mean of per-dataset HMs (PROTOCOL.md §9).
+    published averages are HM(mean base, mean new), not the mean of per-dataset HMs.
 
     Returns:
         ``{method: {dataset: {"base": {...}, "new": {...}, "hm": {...}, "n_seeds": k}}}`` with datasets in first-seen

@@ -1,8 +1,7 @@
 """Model cards and Hub uploads for peft-dor adapters.
 
 transformers' ``PushToHubMixin.push_to_hub`` (which ``PeftModel.push_to_hub`` inherits) replaces the ``README.md``
-that PEFT's ``save_pretrained`` wrote with a generic transformers card, losing ``library_name: peft`` and the tags
-(INTEGRATION.md §1.4, pitfall 5). :func:`push_to_hub` saves the adapter to a temporary folder, writes a card that
+that PEFT's ``save_pretrained`` wrote with a generic transformers card, losing ``library_name: peft`` and the tags. :func:`push_to_hub` saves the adapter to a temporary folder, writes a card that
 keeps PEFT's metadata and adds what a user of a prompt adapter needs (method, base model, class names, template, DOR
 settings, evaluation results), and uploads the folder with ``HfApi.upload_folder``. :func:`bind_push_to_hub` makes
 ``model.push_to_hub(...)`` of one model do the same.
@@ -120,11 +119,12 @@ def build_model_card(
     dataset_name: str | None = None,
     extra_tags: Sequence[str] = (),
     adapter_name: str | None = None,
+    training: Mapping[str, Any] | None = None,
 ):
     """A ``huggingface_hub.ModelCard`` for a peft-dor adapter.
 
     Keeps every metadata field of ``existing_card`` (PEFT's ``README.md`` from ``save_pretrained``: ``library_name:
-    peft`` and its tags) and adds ``base_model``, ``pipeline_tag``, tags (``peft-dor``, the method, ``dor`` when DOR was
+    peft`` and its tags) and adds ``base_model``, tags (``peft-dor``, the method, ``dor`` when DOR was
     used), ``model-index`` entries for the results, and a body with usage, class names, template and DOR settings.
 
     Args:
@@ -137,6 +137,10 @@ def build_model_card(
         dor: the ``DORConfig`` (or a dict) used in training; None if trained without DOR.
         dataset_name: the training dataset's name, e.g. ``"dtd"``.
         extra_tags: more tags.
+        training: the training hyper-parameters to state (shots, seed, epochs, learning rate, batch size, ...).
+
+    No ``pipeline_tag`` is declared: ``transformers.pipeline(...)`` cannot run a prompt adapter (the classifier is a
+    PEFT model around a CLIP wrapper, not a transformers model class), so the Hub widget would fail.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -149,7 +153,7 @@ def build_model_card(
     base = base_model or (recorded_base if _is_hub_id(recorded_base) else None)
     if base:
         data["base_model"] = base
-    data.setdefault("pipeline_tag", PIPELINE_TAG)
+    data.pop("pipeline_tag", None)
     tags = list(data.get("tags") or [])
     wanted = [LIBRARY_TAG, method, "clip", "prompt-tuning", *(["dor", "calibration"] if dor else []), *extra_tags]
     if base:
@@ -182,11 +186,13 @@ def build_model_card(
         if key not in ("model-index", "eval_results", "model_name"):
             card_data[key] = value
 
-    body = _card_body(model, config, method, repo_id, base or recorded_base, results, dor, dataset_name, card)
+    body = _card_body(model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, card, training)
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
-def _card_body(model, config, method, repo_id, base, results, dor, dataset_name, peft_card) -> str:
+def _card_body(
+    model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, peft_card, training
+) -> str:
     from peft import __version__ as peft_version
 
     import peft_dor
@@ -198,7 +204,7 @@ def _card_body(model, config, method, repo_id, base, results, dor, dataset_name,
         title,
         "",
         f"A [peft-dor](https://github.com/peft-dor/peft-dor) adapter: **{display}** prompt tuning of "
-        f"`{base or 'a CLIP model'}`, stored as a PEFT adapter"
+        f"`{base or recorded_base or 'a CLIP model'}`, stored as a PEFT adapter"
         + (" and trained with Dynamic Outlier Regularization (DOR) for calibration" if dor else "")
         + ". It holds only the learned prompts"
         + (f" ({n_params:,} values)" if n_params else "")
@@ -211,13 +217,23 @@ def _card_body(model, config, method, repo_id, base, results, dor, dataset_name,
         "from peft import PeftModel",
         "from transformers import CLIPModel",
         "",
-        f'clip = CLIPModel.from_pretrained("{base or "openai/clip-vit-base-patch16"}")',
+        f'clip = CLIPModel.from_pretrained("{base or "<Hub id of the base CLIP>"}")',
         f'model = PeftModel.from_pretrained(clip, "{repo_id or "path/to/adapter"}")',
         "logits = model(pixel_values=pixel_values).logits  # (batch, n_classes) over the classes below",
         'model.set_class_names(["other", "classes"])        # same prompts, any other class list',
         "```",
         "",
     ]
+    if not base:
+        lines += [
+            "The adapter was trained on a local CLIP folder without a recorded Hub id; load the same CLIP weights "
+            "(a different CLIP gives meaningless logits with these prompts).",
+            "",
+        ]
+    if training:
+        lines += ["## Training", "", "| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {_describe(v)} |" for k, v in training.items() if v is not None]
+        lines.append("")
     names = list(getattr(config, "class_names", None) or [])
     if names:
         shown = ", ".join(f"`{n}`" for n in names[:_MAX_LISTED_CLASSES])
@@ -287,6 +303,7 @@ def push_to_hub(
     dor: Any = None,
     dataset_name: str | None = None,
     base_model: str | None = None,
+    training: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str | os.PathLike] | None = None,
     commit_message: str = "Upload peft-dor adapter",
     private: bool | None = None,
@@ -319,6 +336,7 @@ def push_to_hub(
             dataset_name=dataset_name,
             base_model=base_model,
             extra_tags=extra_tags,
+            training=training,
         )
         for name, path in (extra_files or {}).items():
             target = os.path.join(tmp, name)

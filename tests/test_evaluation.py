@@ -24,14 +24,14 @@ from peft_dor.evaluation import (
 
 
 def test_harmonic_mean_reproduces_published_rows():
-    # PROTOCOL.md §10: CoOp 82.69 / 63.22 -> 71.66, PromptSRC 84.26 / 76.10 -> 79.97
+    # published base-to-new averages: CoOp 82.69 / 63.22 -> 71.66, PromptSRC 84.26 / 76.10 -> 79.97
     assert round(harmonic_mean(82.69, 63.22), 2) == 71.66
     assert round(harmonic_mean(84.26, 76.10), 2) == 79.97
     assert harmonic_mean(0.0, 0.0) == 0.0
 
 
 def test_ece_hm_is_the_arithmetic_mean():
-    # CALIBRATION.md §8 / DOR.md §8.1: CoOp ECE 3.07 / 14.58 -> "HM" 8.82 (the harmonic mean would be 5.07)
+    # the DOR paper's average table: CoOp ECE 3.07 / 14.58 -> "HM" 8.82 (the harmonic mean would be 5.07)
     hm = combine_base_new({"accuracy": 0.8269, "ece": 0.0307, "n_samples": 10}, {"accuracy": 0.6322, "ece": 0.1458})
     assert 100 * hm["ece"] == pytest.approx(8.825)
     assert round(100 * hm["accuracy"], 2) == 71.66

@@ -1,4 +1,4 @@
-"""The benchmark registry: the paper's 11 datasets and the ImageNet variants (PROTOCOL.md §2, §5, §6).
+"""The benchmark registry: the paper's 11 datasets and the ImageNet variants (docs/data.md).
 
 Each entry says how many classes the dataset has (and so its base/new counts), which template it uses, how its raw
 class names are cleaned up for prompts, and where the data lives in the standard CoOp folder layout
@@ -69,7 +69,7 @@ class BenchmarkInfo:
 
     @property
     def template(self) -> str:
-        """The canonical hand-crafted template (PROTOCOL.md §6.1)."""
+        """The canonical hand-crafted template (docs/data.md)."""
         return CANONICAL_TEMPLATES[self.dassl_name]
 
     @property
@@ -116,7 +116,7 @@ _NAME_RULES = {"camel_case": _split_camel_case, "sun397": _sun397_name, "year_fi
 
 
 def clean_class_name(raw: str, benchmark: BenchmarkInfo | str | None = None) -> str:
-    """Turn a raw class name into the name used in prompts (PROTOCOL.md §5).
+    """Turn a raw class name into the name used in prompts (docs/data.md).
 
     Applies the dataset's renames (EuroSAT, Caltech101) and rule (UCF101 CamelCase, SUN397 category paths, Stanford
     Cars' year), then replaces ``_`` by a space and collapses whitespace. Names that are already clean (for example

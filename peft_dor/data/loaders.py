@@ -5,7 +5,7 @@ column and a ``label`` ``ClassLabel`` column whose names are cleaned up for prom
 
 * :func:`load_coop_benchmark`: the standard CoOp folder layout (``<root>/dtd/images`` + ``split_zhou_*.json``, and
   the ImageNet / FGVC-Aircraft / ImageNet-variant layouts) for the datasets of the registry;
-* :func:`load_image_folder`: any local ``imagefolder`` (``<dir>/train/<class>/*.png``, ``<dir>/test/<class>/...``);
+* :func:`load_image_folder`: any local image folder (``<dir>/train/<class>/*.png``, ``<dir>/test/<class>/...``);
 * :func:`load_hub_dataset`: a Hub dataset id (or anything ``datasets.load_dataset`` takes).
 
 :func:`load_benchmark` picks one of them from its arguments; :func:`prepare_splits` normalises any ``DatasetDict``
@@ -203,13 +203,31 @@ def load_coop_benchmark(name: str | BenchmarkInfo, data_root: str | os.PathLike)
 
 
 def load_image_folder(data_dir: str | os.PathLike, **kwargs) -> DatasetDict:
-    """``datasets.load_dataset("imagefolder", data_dir=...)``: sub-folders ``train/``, ``test/`` (and ``val/``)
-    holding one folder per class. Works offline; ``kwargs`` go to ``load_dataset``."""
-    from datasets import load_dataset
+    """A local image folder: sub-folders ``train/``, ``test/`` (and ``val/``) holding one folder per class.
+
+    The folder is read directly (no "Downloading data" pass over local files) and checked first: an empty class
+    folder, or splits whose class folders differ, raise ``ValueError`` naming the folders (see
+    :func:`peft_dor.data.validation.scan_image_folder`). With ``kwargs`` (or a ``metadata.csv``/``metadata.jsonl``
+    file) the folder goes to ``datasets.load_dataset("imagefolder", data_dir=..., **kwargs)`` instead.
+    """
+    from datasets import DatasetDict
+
+    from .validation import scan_image_folder
 
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     _check_exists(data_dir, "Image folder")
-    return load_dataset("imagefolder", data_dir=data_dir, **kwargs)
+    has_metadata = any(name.startswith("metadata.") for _, _, names in os.walk(data_dir) for name in names)
+    if kwargs or has_metadata:
+        from datasets import load_dataset
+
+        return load_dataset("imagefolder", data_dir=data_dir, **kwargs)
+    out = {}
+    for split, classes in scan_image_folder(data_dir).items():
+        names = list(classes)
+        paths = [path for name in names for path in classes[name]]
+        labels = [i for i, name in enumerate(names) for _ in classes[name]]
+        out[split] = _from_items(paths, labels, names)
+    return DatasetDict(out)
 
 
 def load_hub_dataset(dataset_name: str, config_name: str | None = None, **kwargs) -> DatasetDict:

@@ -1,4 +1,4 @@
-"""Few-shot sampling and the base/new class split of the protocol (PROTOCOL.md §3.2, §4).
+"""Few-shot sampling and the base/new class split of the protocol (docs/data.md).
 
 * :func:`sample_few_shot` draws ``k`` items per class with Python's ``random.sample``. Items of a class are put in a
   canonical order (by their image path, or a hash of the image bytes) before the draw, so the result depends only on
@@ -162,7 +162,7 @@ def relabel(dataset: Dataset, keep: Sequence[int], label_column: str = "label") 
 def subsample_classes(
     splits: Mapping[str, Dataset], subsample: str = "all", label_column: str = "label"
 ) -> DatasetDict:
-    """Keep the base or new classes of every split and relabel them from 0 (PROTOCOL.md §4).
+    """Keep the base or new classes of every split and relabel them from 0 (docs/data.md).
 
     The classes are decided on the ``"train"`` split: its sorted unique labels, first ``ceil(C/2)`` base, rest new.
 

@@ -1,4 +1,4 @@
-"""Hand-crafted templates of the protocol (PROTOCOL.md §6): the canonical one per dataset and the per-method variants.
+"""Hand-crafted templates of the protocol (docs/data.md): the canonical one per dataset and the per-method variants.
 
 Keys are the Dassl dataset names (``"DescribableTextures"``, ``"OxfordPets"`` ...), as in the original code bases;
 :func:`template_for` also accepts the registry's short names (``"dtd"``) through :mod:`peft_dor.data.benchmarks`.
@@ -54,7 +54,7 @@ TEMPLATE_VARIANTS: dict[str, dict[str, str]] = {
     "vpt": dict.fromkeys(CANONICAL_TEMPLATES, "a photo of a {}."),
 }
 
-#: TCP's learnable-prompt layouts (PROTOCOL.md §6.3): ``X`` marks a learned slot.
+#: TCP's learnable-prompt layouts (docs/methods/tcp.md): ``X`` marks a learned slot.
 TCP_LAYOUTS: dict[str, str] = {
     "OxfordPets": "X X X X {}, a type of pet.",
     "OxfordFlowers": "X X X X {}, a type of flower.",
@@ -69,7 +69,7 @@ TCP_LAYOUTS: dict[str, str] = {
     "ImageNet": "a photo of a {}.",
 }
 
-#: DOR's zero-shot target prefix for outlier words: one generic template for every dataset (DOR.md §4).
+#: DOR's zero-shot target prefix for outlier words: one generic template for every dataset (docs/dor.md).
 DOR_OUTLIER_TEMPLATE = "a photo of a {}."
 
 DEFAULT_TEMPLATE = "a photo of a {}."

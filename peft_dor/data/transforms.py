@@ -1,7 +1,7 @@
 """CLIP preprocessing and the protocol's training augmentation, applied lazily to ``datasets`` rows.
 
 * Test: the base model's image processor (resize the shorter side, bicubic; centre crop; normalise), i.e. exactly
-  ``CLIPImageProcessor``'s defaults (PROTOCOL.md §7).
+  ``CLIPImageProcessor``'s defaults (docs/data.md).
 * Train: random resized crop (scale (0.08, 1), ratio (3/4, 4/3), bicubic) to the crop size, random horizontal flip,
   then normalisation, implemented with PIL so that torchvision is not needed.
 

@@ -1,4 +1,4 @@
-"""The benchmark registry against PROTOCOL.md §2 / §5 / §6 (numbers typed from the spec, not from the code)."""
+"""The benchmark registry against the published benchmark tables (numbers typed from the papers' tables, not from the code)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from peft_dor.data import BASE_TO_NEW_DATASETS, BENCHMARKS, clean_class_name, find_benchmark, get_benchmark
 from peft_dor.data.templates import TEMPLATE_VARIANTS, template_for
 
-# PROTOCOL.md §2: Dassl name, C, base, new
+# Dassl name, C, base, new (CoCoOp's base-to-new tables)
 PROTOCOL_TABLE = {
     "imagenet": ("ImageNet", 1000, 500, 500),
     "caltech101": ("Caltech101", 100, 50, 50),
@@ -22,7 +22,7 @@ PROTOCOL_TABLE = {
     "ucf101": ("UCF101", 101, 51, 50),
 }
 
-# PROTOCOL.md §6.1
+# the canonical templates of CoOp's code
 CANONICAL = {
     "imagenet": "a photo of a {}.",
     "caltech101": "a photo of a {}.",

@@ -1,4 +1,4 @@
-"""Few-shot sampling and the base/new split (PROTOCOL.md §3.2, §4), on real in-memory ``datasets``."""
+"""Few-shot sampling and the base/new split, on real in-memory ``datasets``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from peft_dor.data import (
 
 from .conftest import tiny_images_dataset
 
-# PROTOCOL.md §2: the 11 datasets' class counts -> (base, new)
+# the 11 datasets' class counts -> (base, new)
 CLASS_COUNTS = {
     1000: (500, 500),
     100: (50, 50),

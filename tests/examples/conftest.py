@@ -1,8 +1,7 @@
-"""Fixtures for the example-script tests: ``examples/train.py`` imported as a module, and one demo run."""
+"""Fixtures for the example scripts (thin wrappers of the ``peft-dor`` command): one demo run."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,19 +15,6 @@ TRAIN = ROOT / "examples" / "train.py"
 DEMO_ARGS = ["--demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
 
 
-def load_script(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def train_script():
-    return load_script(TRAIN, "peft_dor_examples_train")
-
-
 def script_env(cache_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -37,6 +23,8 @@ def script_env(cache_dir: Path) -> dict[str, str]:
         PEFT_DOR_CACHE=str(cache_dir),
         HF_DATASETS_CACHE=str(cache_dir / "datasets"),
         TOKENIZERS_PARALLELISM="false",
+        # `-m peft_dor` in a fresh process imports this checkout, whatever is installed
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
     )
     return env
 
@@ -55,3 +43,6 @@ def demo_run(tmp_path_factory, demo_cache):
     proc = subprocess.run(cmd, env=script_env(demo_cache), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
+
+
+from ..cli.conftest import restore_library_output  # noqa: E402, F401 - the demo runs the command in-process too

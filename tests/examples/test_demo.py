@@ -1,4 +1,5 @@
-"""The demo end to end in fresh processes: one process, and two processes under ``accelerate launch`` (CPU, gloo).
+"""The demo end to end in fresh processes: ``python examples/train.py --demo`` (one process), and two processes under
+``accelerate launch -m peft_dor train`` (CPU, gloo).
 
 Both runs use the same global batch (``--global_batch_size`` splits it over the processes), so DDP must reproduce the
 single-process run: the same trained prompts and the same metrics, within float tolerance.
@@ -13,7 +14,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from .conftest import DEMO_ARGS, TRAIN, script_env
+from .conftest import DEMO_ARGS, script_env
 
 
 def _results(out):
@@ -72,7 +73,9 @@ def test_two_processes_match_one_process(demo_run, demo_cache, tmp_path):
         "no",
         "--dynamo_backend",
         "no",
-        str(TRAIN),
+        "-m",  # `accelerate launch -m peft_dor train`: the package's own entry point under the launcher
+        "peft_dor",
+        "train",
         *DEMO_ARGS,
         "--output_dir",
         str(two),
@@ -95,9 +98,20 @@ def test_two_processes_match_one_process(demo_run, demo_cache, tmp_path):
     assert b["train"]["train_loss"] == pytest.approx(a["train"]["train_loss"], rel=1e-5)
 
 
-def test_a_second_run_refuses_to_overwrite(demo_run, train_script):
+def test_a_second_run_of_a_finished_demo_does_not_retrain(demo_run, demo_cache, monkeypatch):
+    from peft_dor.cli.train import main
+
+    monkeypatch.setenv("PEFT_DOR_CACHE", str(demo_cache))
     out, _ = demo_run
     before = (out / "results.json").read_text()
-    with pytest.raises(SystemExit, match="--overwrite_output_dir"):
-        train_script.main(["--demo", "--output_dir", str(out)])
+    assert main([*DEMO_ARGS, "--output_dir", str(out)])["base"] == _results(out)["base"]
     assert (out / "results.json").read_text() == before
+
+
+def test_the_demo_output_is_clean(demo_run):
+    _, proc = demo_run
+    text = proc.stdout + proc.stderr
+    for noise in ("Downloading data", "Warning", "warn(", "Relabelling", "Loading weights"):
+        assert noise not in text, noise
+    assert "Training" in text and "Evaluating base classes" in text and "Evaluating new classes" in text
+    assert "DOR: 5 outliers per draw from a near pool of 12" in text  # the library's INFO lines are shown

@@ -1,4 +1,4 @@
-"""benchmarks/protocol.py: the resumable grid (finished runs are skipped) and the tables at the end."""
+"""``peft-dor protocol``: the resumable grid (finished runs are skipped, interrupted ones resume) and the tables."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from .conftest import ROOT, load_script
+from peft_dor.cli import protocol as protocol_module
+from peft_dor.cli.errors import UsageError
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def protocol():
-    return load_script(ROOT / "benchmarks" / "protocol.py", "peft_dor_benchmarks_protocol")
+    return protocol_module
 
 
 def _finish(run_dir, base_acc, new_acc, base_ece, new_ece, method="coop", dataset="dtd", seed=1):
@@ -54,9 +55,9 @@ def test_grid_skips_finished_runs_and_resumes_checkpoints(protocol, tmp_path, ca
     assert "3 runs in the grid, 1 finished, 2 to go." in out
     lines = [line for line in out.splitlines() if line.startswith("[")]
     assert len(lines) == 2 and "seed 2" in lines[0] and "seed 3" in lines[1]
-    assert f"--resume_from_checkpoint {tmp_path}/coop/dtd/seed2/checkpoint-120" in lines[0]
-    assert "--config" in lines[0] and "coop.yaml" in lines[0] and lines[0].endswith("--bf16")
-    assert "--resume_from_checkpoint" not in lines[1]
+    assert "seed 2 (resumes from its last checkpoint)" in lines[0] and "resumes" not in lines[1]
+    assert "-m peft_dor train" in lines[0] and "--config" in lines[0] and "coop.yaml" in lines[0]
+    assert lines[0].endswith("--bf16")
 
 
 def test_finished_grid_only_writes_the_tables(protocol, tmp_path, capsys):
@@ -88,5 +89,19 @@ def test_finished_grid_only_writes_the_tables(protocol, tmp_path, capsys):
 
 
 def test_data_root_is_required_outside_the_demo(protocol, tmp_path):
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--data_root is required"):
         protocol.main(["--methods", "coop", "--output_dir", str(tmp_path)])
+
+
+def test_the_script_wrapper_runs_the_command(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    from .conftest import ROOT
+
+    script = ROOT / "benchmarks" / "protocol.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--methods", "coop", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("peft-dor protocol: error: --data_root is required")

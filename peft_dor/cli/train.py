@@ -1,0 +1,669 @@
+"""``peft-dor train``: train a prompt method (with DOR) on few-shot data, save the adapter, then evaluate it.
+
+The paper's protocol as one command: few-shot sampling with a seed, base-to-new (train on the base classes, test on
+base and new), domain generalisation, or few-shot on all classes; the protocol's optimiser and schedule; accuracy and
+calibration (ECE, MCE, ACE, NLL, Brier) with reliability diagrams; the adapter saved with a model card.
+
+The run never loses work: a checkpoint is written each epoch (``--save_total_limit`` kept); rerunning the same
+command in the same ``--output_dir`` resumes from the last one; Ctrl-C or SIGTERM saves a checkpoint at the next step
+and exits with the command that resumes; the adapter is saved before evaluation, and a failed evaluation says how to
+evaluate it later (``peft-dor evaluate``).
+
+Writes into ``--output_dir``: ``results.json`` (every effective setting, the metrics, library versions), the adapter
+(``adapter_config.json``, ``adapter_model.safetensors``) with a model card (``README.md``), ``reliability_<split>.png``,
+Trainer's ``train_results.json`` / ``eval_results.json`` / ``all_results.json`` / ``trainer_state.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .arguments import TrainCommand, parse_method_config, parse_train_args
+from .errors import UsageError, usage_errors
+from .output import LabelledProgressCallback, ProgressCallback, logger, setup_output
+from .preflight import check_data, check_model_source, check_wordnet, load_splits
+
+RESULTS_FILE = "results.json"
+#: written by ``trainer.save_metrics("train", ...)`` once training finished: the adapter next to it is final
+TRAIN_RESULTS_FILE = "train_results.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised after a graceful SIGINT/SIGTERM stop; its code is 128 + the signal number."""
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def demo_assets(training_args) -> tuple[str, str, list[str]]:
+    """The demo CLIP, the generated image folder and a small DOR vocabulary (all offline, cached)."""
+    from ..data.synthetic import DEMO_CLASS_NAMES, build_demo_clip, write_image_folder
+    from ..dor import default_cache_dir
+    from ..testing import TINY_WORDS
+
+    cache = default_cache_dir()
+    with training_args.main_process_first(desc="demo assets"):
+        data_dir = write_image_folder(cache / "demo-images", DEMO_CLASS_NAMES, n_train=16, n_test=8, size=48)
+        # peft_dor.testing's tiny CLIP with its projection heads fitted to the images: a stand-in for pre-training
+        model_path = build_demo_clip(cache / "demo-clip", data_dir)
+    function_words = {"a", "an", "the", "of", "x", "photo", "picture", "type", "doing", "centered"}
+    vocabulary = [w for w in TINY_WORDS if w not in function_words and w not in DEMO_CLASS_NAMES]
+    return str(model_path), str(data_dir), vocabulary
+
+
+def run_demo(command: TrainCommand) -> dict[str, Any]:
+    """``--demo``: the offline tiny-CLIP demo (generated images, CoOp + DOR) through the normal training path."""
+    methods = command.run.methods or [command.run.method]
+    if len(methods) > 1:
+        raise UsageError(
+            f"--methods {' '.join(methods)}: the demo trains one method per run; run it once per method "
+            f"(e.g. --demo --methods {methods[0]})."
+        )
+    model_path, data_dir, vocabulary = demo_assets(command.training)
+    command.model.model_name_or_path = model_path
+    command.data.data_dir = data_dir
+    command.data.data_root = command.data.dataset_name = None
+    return train(command, demo_vocabulary=vocabulary)
+
+
+def select_trainer(method_key: str, run_args):
+    """The Trainer class and extra callbacks of a method: ProGrad's gradient projection, PromptSRC's aggregation."""
+    from ..training import DORTrainer
+
+    trainer_cls, callbacks = DORTrainer, []
+    if method_key == "PROGRAD":
+        from ..training import prograd
+
+        ready = getattr(prograd, "ProGradTrainer", None)
+        if isinstance(ready, type) and issubclass(ready, DORTrainer):
+            trainer_cls = ready
+        else:
+            trainer_cls = type("ProGradDORTrainer", (prograd.ProGradMixin, DORTrainer), {})
+    if method_key == "PROMPTSRC":
+        from ..training.gpa import GPACallback
+
+        callbacks.append(GPACallback(mean=run_args.gpa_mean, std=run_args.gpa_std))
+    return trainer_cls, callbacks
+
+
+def dor_config(dor_args, demo_vocabulary: list[str] | None, processor):
+    """The ``DORConfig`` of the run, or None without DOR."""
+    if not dor_args.dor:
+        return None
+    from ..dor import DORConfig
+
+    vocabulary: Any = dor_args.dor_vocabulary
+    if demo_vocabulary is not None:
+        vocabulary = demo_vocabulary
+    elif "," in vocabulary and not os.path.exists(vocabulary):
+        vocabulary = [t.strip() for t in vocabulary.split(",") if t.strip()]
+    elif vocabulary != "wordnet" and not os.path.isfile(os.path.expanduser(vocabulary)):
+        raise UsageError(
+            f"--dor_vocabulary {vocabulary}: no such file; give 'wordnet', a text file with one term per line, or "
+            "comma-separated terms."
+        )
+    if dor_args.dor_side == "image" and not dor_args.dor_outlier_images:
+        raise UsageError("--dor_side image needs --dor_outlier_images (an image folder or Hub dataset id).")
+    outlier_images = outlier_image_dataset(dor_args, processor) if dor_args.dor_outlier_images else None
+    pool_size = dor_args.dor_pool_size
+    if isinstance(vocabulary, list) and pool_size > len(vocabulary):
+        # a short custom vocabulary (--dor_vocabulary a,b,c) uses all of it rather than failing on the default 5000
+        logger.info("DOR: pool_size %d > %d vocabulary terms; using the whole vocabulary.", pool_size, len(vocabulary))
+        pool_size = len(vocabulary)
+    with usage_errors("DOR"):
+        return DORConfig(
+            weight=dor_args.dor_weight,
+            pool_size=pool_size,
+            num_outliers=dor_args.dor_num_outliers,
+            selection=dor_args.dor_selection,
+            resample=dor_args.dor_resample,
+            sampling=dor_args.dor_sampling,
+            template=dor_args.dor_template,
+            vocabulary=vocabulary,
+            side=dor_args.dor_side,
+            outlier_images=outlier_images,
+        )
+
+
+def outlier_image_dataset(dor_args, processor):
+    from ..data import CLIPImageTransform, load_benchmark, with_clip_transform
+
+    source = dor_args.dor_outlier_images
+    local = os.path.isdir(os.path.expanduser(source))
+    with usage_errors(f"--dor_outlier_images {source}"):
+        splits = load_benchmark(data_dir=source) if local else load_benchmark(dataset_name=source)
+    images = splits["train"]
+    if len(images) > dor_args.dor_pool_size:
+        images = images.shuffle(seed=0).select(range(dor_args.dor_pool_size))
+    return with_clip_transform(images, CLIPImageTransform(processor, train=False))
+
+
+def method_config(command: TrainCommand, class_names: list[str], template: str):
+    """The method's PEFT config (refusing bad field values with the field named)."""
+    values = dataclasses.asdict(command.method_options)
+    values.update(parse_method_config(command.run.method_config))
+    with usage_errors(f"--method {command.run.method}"):
+        return command.config_cls(class_names=class_names, template=template, **values)
+
+
+def build_model(command: TrainCommand, config):
+    from peft import get_peft_model
+    from transformers import CLIPModel
+
+    model_args = command.model
+    clip = CLIPModel.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir
+    )
+    return get_peft_model(clip, config)
+
+
+def vocabulary_record(dor, regularizer) -> dict[str, Any] | None:
+    """Name, size and hash of the DOR vocabulary and of the pool drawn from it (text-side DOR only)."""
+    if dor is None or regularizer is None or getattr(regularizer, "pool", None) is None:
+        return None
+    from ..dor.vocabulary import load_vocabulary, vocabulary_hash
+
+    record: dict[str, Any] = {"side": regularizer.side, "pool_size": len(regularizer.pool)}
+    if regularizer.side == "text":
+        terms = load_vocabulary(dor.vocabulary, regularizer.cache_root())
+        name = dor.vocabulary if isinstance(dor.vocabulary, str) else "custom list"
+        record.update(name=name, size=len(terms), sha256=vocabulary_hash(terms))
+        record["pool_sha256"] = vocabulary_hash(regularizer.pool.names or [])
+    return record
+
+
+def library_versions() -> dict[str, str]:
+    import accelerate
+    import datasets
+    import peft
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {
+        "peft_dor": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def _limit(dataset, n: int | None):
+    return dataset if n is None or len(dataset) <= n else dataset.shuffle(seed=0).select(range(n))
+
+
+def _json_default(value: Any):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def write_json_atomically(path: str, values: Any) -> None:
+    # write then rename: a crash never leaves a half-written file that a resumable grid would trust
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(values, f, indent=2, default=_json_default)
+    os.replace(partial, path)
+
+
+def resume_command(command: TrainCommand) -> str:
+    return shlex.join(["peft-dor", "train", *command.argv])
+
+
+# ---------------------------------------------------------------------------------------------------- output dir
+@dataclasses.dataclass
+class OutputPlan:
+    """What to do in the output folder: resume from ``checkpoint``, only evaluate a finished adapter, or start."""
+
+    checkpoint: str | None = None
+    evaluate_only: bool = False
+    finished: dict[str, Any] | None = None
+
+
+def _refuse_other_run(where: str, saved: dict[str, Any], fingerprint: dict[str, Any], output_dir: str) -> None:
+    from ..training.checkpoints import record_differences
+
+    differences = record_differences(saved, fingerprint)
+    if differences:
+        shown = "; ".join(differences[:6]) + (" ..." if len(differences) > 6 else "")
+        raise UsageError(
+            f"{where} belongs to a run with other settings ({shown}); use another --output_dir, or "
+            f"--overwrite_output_dir to discard it ({output_dir})."
+        )
+
+
+def plan_output_dir(command: TrainCommand, fingerprint: dict[str, Any]) -> OutputPlan:
+    """Decide between resuming, evaluating a trained adapter, refusing, or starting; see the module doc."""
+    from ..training.checkpoints import (
+        checkpoint_folders,
+        checkpoint_problems,
+        last_complete_checkpoint,
+        read_run_record,
+    )
+    from ..training.checkpoints import training_fingerprint as fingerprint_of
+
+    output_dir = command.training.output_dir
+    if command.run.overwrite_output_dir:
+        if command.training.should_save and os.path.isdir(output_dir):
+            for folder in checkpoint_folders(output_dir):  # else Trainer's rotation would delete the new ones
+                shutil.rmtree(folder, ignore_errors=True)
+            for name in (RESULTS_FILE, TRAIN_RESULTS_FILE):
+                if os.path.exists(os.path.join(output_dir, name)):
+                    os.remove(os.path.join(output_dir, name))
+        return OutputPlan()
+    results_path = os.path.join(output_dir, RESULTS_FILE)
+    if os.path.exists(results_path):
+        try:
+            with open(results_path, encoding="utf-8") as f:
+                finished = json.load(f)
+        except (OSError, ValueError):
+            finished = {}
+        saved = fingerprint_of(finished.get("settings") or {})
+        if not saved:
+            raise UsageError(
+                f"--output_dir {output_dir} already holds results ({results_path}); use another --output_dir, or "
+                "--overwrite_output_dir to replace them."
+            )
+        _refuse_other_run(f"The finished run in {output_dir}", saved, fingerprint, output_dir)
+        return OutputPlan(finished=finished)
+    top_record = read_run_record(output_dir)
+    if top_record is not None and os.path.exists(os.path.join(output_dir, TRAIN_RESULTS_FILE)):
+        _refuse_other_run(f"The trained adapter in {output_dir}", top_record, fingerprint, output_dir)
+        return OutputPlan(evaluate_only=True)
+
+    requested = command.training.resume_from_checkpoint
+    flag = str(requested).strip().lower() if requested is not None else None
+    if flag in ("false", "0", "no", "none"):
+        if checkpoint_folders(output_dir):
+            raise UsageError(
+                f"--resume_from_checkpoint false but {output_dir} holds checkpoints; drop the flag to resume, or give "
+                "--overwrite_output_dir to start again."
+            )
+        return OutputPlan()
+    if flag in (None, "true", "1", "yes"):
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None and flag is not None:
+            raise UsageError(
+                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint; drop the flag to start."
+            )
+    else:
+        checkpoint = os.path.expanduser(str(requested))
+        if not os.path.isdir(checkpoint):
+            raise UsageError(f"--resume_from_checkpoint {requested}: no such checkpoint folder.")
+        problems = checkpoint_problems(checkpoint)
+        if problems:
+            raise UsageError(
+                f"--resume_from_checkpoint {requested}: incomplete checkpoint ({'; '.join(problems)}); give an "
+                "earlier one, or 'true' for the last complete one."
+            )
+    if checkpoint is None:
+        return OutputPlan()
+    record = read_run_record(checkpoint)
+    if record is None:
+        logger.warning("%s has no %s; its settings cannot be checked against this run.", checkpoint, "run record")
+    else:
+        _refuse_other_run(f"The checkpoint {checkpoint}", record, fingerprint, output_dir)
+    return OutputPlan(checkpoint=checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``peft-dor train``: parse, then train (or run the demo). Returns the results dict."""
+    command = parse_train_args(argv)
+    setup_output(command.training.should_log)
+    if command.run.demo:
+        return run_demo(command)
+    return train(command)
+
+
+def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> dict[str, Any]:  # noqa: C901
+    """Run one training command end to end (see the module doc)."""
+    training_args, data_args, run_args = command.training, command.data, command.run
+    setup_output(training_args.should_log)
+    method_key = command.method_key
+
+    world_size = training_args.world_size
+    if run_args.global_batch_size is not None:
+        per_step = world_size * training_args.gradient_accumulation_steps
+        if run_args.global_batch_size % per_step:
+            raise UsageError(
+                f"--global_batch_size {run_args.global_batch_size}: not divisible by processes x accumulation steps "
+                f"({world_size} x {training_args.gradient_accumulation_steps}); choose a multiple."
+            )
+        training_args.per_device_train_batch_size = run_args.global_batch_size // per_step
+    global_batch = training_args.per_device_train_batch_size * world_size * training_args.gradient_accumulation_steps
+    push_repo = training_args.hub_model_id if training_args.push_to_hub else None
+    if training_args.push_to_hub:
+        # Trainer's own push would write a transformers model card over PEFT's; we push once at the end instead.
+        push_repo = push_repo or Path(training_args.output_dir).name
+        training_args.push_to_hub = False
+
+    # ------------------------------------------------------------------ checks before any work
+    from ..training.checkpoints import RunRecordCallback, checkpoint_step, training_fingerprint, write_run_record
+
+    settings = command.settings()
+    settings["training"]["global_batch_size"] = global_batch
+    fingerprint = training_fingerprint(settings)
+    with training_args.main_process_first(desc="output folder"):  # only the main process removes old files
+        plan = plan_output_dir(command, fingerprint)
+    if plan.finished is not None:
+        logger.info(
+            "%s already holds the finished run (%s); nothing to train. --overwrite_output_dir retrains it.",
+            training_args.output_dir,
+            RESULTS_FILE,
+        )
+        return plan.finished
+    check_model_source(command.model.model_name_or_path, command.model.model_revision, command.model.cache_dir)
+    if demo_vocabulary is None:
+        check_wordnet(command.dor)
+    if data_args.task == "domain_generalization" and not data_args.data_root:
+        raise UsageError("--task domain_generalization reads its targets from the CoOp layout: give --data_root.")
+
+    import torch
+    from transformers import set_seed
+
+    from ..data import (
+        CLIPImageTransform,
+        ImageClassificationCollator,
+        TransformEpochCallback,
+        base_to_new_benchmarks,
+        build_few_shot_benchmark,
+        load_image_processor,
+        template_for,
+        with_clip_transform,
+    )
+    from ..training.interrupt import GracefulInterrupt
+
+    source = data_args.data_dir or data_args.data_root or data_args.dataset_name
+    logger.info(
+        "method %s | data %s | task %s | seed %d | %d process(es), global batch %d",
+        method_key.lower(),
+        data_args.dataset if data_args.dataset not in (None, "demo") else source,
+        data_args.task,
+        training_args.seed,
+        world_size,
+        global_batch,
+    )
+    set_seed(training_args.seed)
+
+    # ------------------------------------------------------------------ data (checked before the model loads)
+    with training_args.main_process_first(desc="loading data"):
+        splits = load_splits(data_args, command.model)
+    check_data(splits, data_args)
+    name = data_args.dataset if data_args.dataset != "demo" else None
+    template = data_args.template or template_for(name, data_args.template_variant)
+    build = {"shots": data_args.shots, "seed": training_args.seed, "template": template, "name": data_args.dataset}
+    with usage_errors(f"data {source}"):
+        if data_args.task == "base_to_new":
+            train_side, new_side = base_to_new_benchmarks(splits, **build)
+        else:
+            train_side, new_side = build_few_shot_benchmark(splits, subsample="all", **build), None
+    logger.info("train: %s", train_side)
+    config = method_config(command, train_side.class_names, template)
+
+    processor = load_image_processor(
+        command.model.model_name_or_path, revision=command.model.model_revision, cache_dir=command.model.cache_dir
+    )
+    dor = dor_config(command.dor, demo_vocabulary, processor)
+    train_transform = CLIPImageTransform(processor, train=data_args.augment, seed=training_args.seed)
+    eval_transform = CLIPImageTransform(processor, train=False)
+    train_dataset = with_clip_transform(train_side.train, train_transform)
+
+    def test_set(dataset):
+        return with_clip_transform(_limit(dataset, data_args.max_eval_samples), eval_transform)
+
+    # Dassl drops the last incomplete batch only when the data holds at least one full batch.
+    training_args.dataloader_drop_last = len(train_dataset) >= global_batch
+
+    # ------------------------------------------------------------------ model, DOR, trainer
+    model = build_model(command, config)
+    if training_args.should_log:
+        model.print_trainable_parameters()
+    trainer_cls, method_callbacks = select_trainer(method_key, run_args)
+    interrupt = GracefulInterrupt()
+    with usage_errors():
+        trainer = trainer_cls(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            data_collator=ImageClassificationCollator(),
+            dor=dor,
+            compute_metrics=None,
+            optimizer_name=None if run_args.optimizer == "hf" else run_args.optimizer,
+            scheduler_name=None if run_args.scheduler == "hf" else run_args.scheduler,
+            callbacks=[TransformEpochCallback(train_transform), *method_callbacks, interrupt],
+        )
+    progress = LabelledProgressCallback()
+    if trainer.pop_callback(ProgressCallback) is not None:  # present unless --disable_tqdm
+        trainer.add_callback(progress)
+
+    def pool_record() -> dict[str, Any]:
+        return {"pool": vocabulary_record(dor, trainer.dor)} if dor is not None else {}
+
+    trainer.add_callback(RunRecordCallback(fingerprint, extra=pool_record))
+    output_dir = training_args.output_dir
+    start = time.time()
+
+    # ------------------------------------------------------------------ train (or reuse the trained adapter)
+    if plan.evaluate_only:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        logger.info("%s holds the trained adapter of this run; evaluating it.", output_dir)
+        set_peft_model_state_dict(model, load_file(os.path.join(output_dir, ADAPTER_FILE)))
+        with open(os.path.join(output_dir, TRAIN_RESULTS_FILE), encoding="utf-8") as f:
+            train_metrics = json.load(f)
+        trainer.prepare_dor()
+    else:
+        if plan.checkpoint is not None:
+            logger.info("Resuming from %s (step %d).", plan.checkpoint, checkpoint_step(plan.checkpoint))
+        with interrupt.installed():
+            train_output = trainer.train(resume_from_checkpoint=plan.checkpoint)
+        if interrupt.stopped_at is not None:
+            print(
+                f"\nInterrupted at step {interrupt.stopped_at} of {trainer.state.max_steps}; checkpoint saved in "
+                f"{os.path.join(output_dir, f'checkpoint-{interrupt.stopped_at}')}.\nResume with the same command: "
+                f"{resume_command(command)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise TrainingInterrupted(interrupt.exit_code)
+        train_metrics = dict(train_output.metrics)
+
+    # ------------------------------------------------------------------ save the adapter before evaluating
+    from ..hub import DISPLAY_NAMES, build_model_card, push_to_hub, save_with_model_card
+
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    base_model = _hub_id_of(command.model.model_name_or_path)
+    hyperparameters = training_summary(command, global_batch)
+    if trainer.is_world_process_zero() and not plan.evaluate_only:
+        os.makedirs(output_dir, exist_ok=True)
+        save_with_model_card(
+            unwrapped,
+            output_dir,
+            dor=None if dor is None else dor.to_dict(),
+            dataset_name=data_args.dataset,
+            base_model=base_model,
+            training=hyperparameters,
+        )
+        write_run_record(output_dir, {**fingerprint, **pool_record()})
+        trainer.save_metrics("train", train_metrics)  # train_results.json: marks the adapter as final
+        trainer.save_state()
+
+    # ------------------------------------------------------------------ evaluate
+    results: dict[str, Any] = {
+        "method": method_key.lower(),
+        "dataset": data_args.dataset or os.path.basename(os.path.normpath(source)),
+        "task": data_args.task,
+        "seed": training_args.seed,
+        "shots": data_args.shots,
+        "template": template,
+        "model_name_or_path": command.model.model_name_or_path,
+        "dor": None if dor is None else dor.to_dict(),
+        "vocabulary": vocabulary_record(dor, trainer.dor),
+        "world_size": world_size,
+        "global_batch_size": global_batch,
+        "n_bins": run_args.ece_bins,
+        "peft_dor_version": library_versions()["peft_dor"],
+        "versions": library_versions(),
+        "settings": settings,
+    }
+    try:
+        evaluation, plots = evaluate_run(command, trainer, model, train_side, new_side, test_set, progress, results)
+    except Exception as error:
+        if isinstance(error, UsageError):
+            raise
+        logger.exception("Evaluation failed: %s", error)
+        print(
+            f"\nEvaluation failed ({type(error).__name__}: {error}). The trained adapter is saved in {output_dir}. "
+            f"Evaluate it later with:\n  peft-dor evaluate --adapter {shlex.quote(output_dir)} "
+            f"{_data_flags(command)}--output_dir {shlex.quote(os.path.join(output_dir, 'eval'))}\nor rerun the "
+            "same command, which evaluates the saved adapter without training again.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1) from None
+    results["train"] = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
+    results["wall_time_s"] = round(time.time() - start, 2)
+
+    # ------------------------------------------------------------------ outputs (main process only)
+    if trainer.is_world_process_zero():
+        figures = []
+        for side, split_eval in plots.items():
+            path = os.path.join(output_dir, f"reliability_{side}.png")
+            title = f"{DISPLAY_NAMES.get(method_key.lower(), method_key)}{' + DOR' if dor else ''}: {side}"
+            split_eval.plot(path, title=title, n_bins=run_args.ece_bins)
+            figures.append(path)
+        trainer.save_metrics("eval", flat_metrics(evaluation))
+        card = {
+            "results": results if data_args.task == "base_to_new" else None,
+            "dor": results["dor"],
+            "dataset_name": data_args.dataset,
+            "base_model": base_model,
+            "training": hyperparameters,
+        }
+        readme = os.path.join(output_dir, "README.md")
+        build_model_card(unwrapped, existing_card=readme, **card).save(readme)
+        write_json_atomically(os.path.join(output_dir, RESULTS_FILE), results)
+        if data_args.task == "base_to_new":
+            from ..evaluation import format_run_summary
+
+            print(f"\n{method_key.lower()} on {results['dataset']} (seed {training_args.seed}), values in %:")
+            print(format_run_summary(results))
+        logger.info(
+            "wrote %s, %s and the adapter to %s", RESULTS_FILE, ", ".join(map(os.path.basename, figures)), output_dir
+        )
+        if push_repo:
+            extra = {RESULTS_FILE: os.path.join(output_dir, RESULTS_FILE)}
+            extra.update({os.path.basename(p): p for p in figures})
+            commit = push_to_hub(
+                unwrapped,
+                push_repo,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+                extra_files=extra,
+                **card,
+            )
+            logger.info("pushed to %s", getattr(commit, "commit_url", push_repo))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return results
+
+
+def evaluate_run(command, trainer, model, train_side, new_side, test_set, progress, results):
+    """Evaluate the trained model as the task says; fills ``results`` and returns ``(evaluation, plots)``."""
+    from ..data import load_coop_benchmark
+    from ..evaluation import evaluate_base_to_new, evaluate_domain_generalization, evaluate_split
+
+    data_args, run_args = command.data, command.run
+    report = {"edge_rule": run_args.ece_edge_rule, "mce_variant": run_args.mce_variant}
+    eval_kwargs = {"n_bins": run_args.ece_bins, "trainer": trainer, "report_kwargs": report}
+    if data_args.task == "base_to_new":
+        base_test, new_test = test_set(train_side.test), test_set(new_side.test)
+        progress.labels = ["Evaluating base classes", "Evaluating new classes"]
+        evaluation = evaluate_base_to_new(
+            model, base_test, new_test, train_side.class_names, new_side.class_names, **eval_kwargs
+        )
+        results.update(evaluation.to_dict())
+        results["class_names"] = {"base": train_side.class_names, "new": new_side.class_names}
+        return evaluation, {"base": evaluation.base, "new": evaluation.new}
+    if data_args.task == "few_shot":
+        progress.labels = ["Evaluating test"]
+        evaluation = evaluate_split(model, test_set(train_side.test), train_side.class_names, **eval_kwargs)
+        results["test"] = evaluation.metrics
+        results["class_names"] = train_side.class_names
+        return evaluation, {"test": evaluation}
+    targets = {}
+    for target in data_args.dg_targets:
+        test = load_coop_benchmark(target, data_args.data_root)["test"]
+        targets[target] = (test_set(test), list(test.features["label"].names))
+    progress.labels = ["Evaluating source", *(f"Evaluating {t}" for t in targets)]
+    evaluation = evaluate_domain_generalization(
+        model, (test_set(train_side.test), train_side.class_names), targets, **eval_kwargs
+    )
+    results.update(evaluation.to_dict())
+    return evaluation, {"source": evaluation.source, **evaluation.targets}
+
+
+def flat_metrics(evaluation) -> dict[str, float]:
+    """``{"<split>_<metric>": value}`` of an evaluation, for ``trainer.save_metrics("eval", ...)``."""
+    values = evaluation.to_dict() if hasattr(evaluation, "to_dict") else {"test": evaluation.metrics}
+    flat: dict[str, float] = {}
+    for split, metrics in values.items():
+        if isinstance(metrics, dict):
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    flat[f"{split}_{key}"] = value
+                elif isinstance(value, dict):
+                    flat.update({f"{split}_{key}_{k}": v for k, v in value.items() if isinstance(v, (int, float))})
+    return flat
+
+
+def training_summary(command: TrainCommand, global_batch: int) -> dict[str, Any]:
+    """The hyper-parameters a model card states."""
+    training = command.training
+    return {
+        "task": command.data.task,
+        "shots": command.data.shots,
+        "seed": training.seed,
+        "epochs": training.num_train_epochs,
+        "learning_rate": training.learning_rate,
+        "global_batch_size": global_batch,
+        "optimizer": command.run.optimizer,
+        "scheduler": command.run.scheduler,
+    }
+
+
+def _hub_id_of(name_or_path: str) -> str | None:
+    """The Hub id of the base model: the name itself, or what a local folder's config records (else None)."""
+    if not os.path.isdir(os.path.expanduser(name_or_path)):
+        return name_or_path
+    try:
+        with open(os.path.join(os.path.expanduser(name_or_path), "config.json"), encoding="utf-8") as f:
+            recorded = json.load(f).get("_name_or_path")
+    except (OSError, ValueError):
+        return None
+    if recorded and not os.path.isabs(recorded) and not os.path.isdir(recorded) and recorded.count("/") == 1:
+        return recorded
+    return None
+
+
+def _data_flags(command: TrainCommand) -> str:
+    data = command.data
+    flags = []
+    for flag in ("dataset", "data_root", "data_dir", "dataset_name"):
+        value = getattr(data, flag)
+        if value is not None and value != "demo":
+            flags += [f"--{flag}", str(value)]
+    return shlex.join(flags) + " " if flags else ""
