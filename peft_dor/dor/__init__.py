@@ -11,6 +11,7 @@ Example:
 nltk is imported only when a WordNet vocabulary is loaded.
 """
 
+from .config import DORConfig
 from .outliers import (
     OutlierPool,
     OutlierSampler,
@@ -25,7 +26,6 @@ from .outliers import (
 from .regularizer import (
     DEFAULT_WEIGHT,
     DEFAULT_WEIGHTS,
-    DORConfig,
     DORRegularizer,
     OutlierDraw,
     default_weight,

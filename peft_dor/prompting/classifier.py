@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .layers import PromptLayer
-from .text import PromptTokenizer, TextContextLayer, TextPromptContext, TextTower
+from .checks import check_class_names, check_template
+from .layers import PromptLayer, TextContextLayer
+from .text import TextPromptContext, TextTower
+from .tokenizer import PromptTokenizer
 
 
 @dataclass
@@ -100,9 +102,7 @@ class PromptCLIP(nn.Module):
 
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Classify among ``class_names`` from now on, with the same learned prompts (base-to-new evaluation)."""
-        from .config import _check_class_names
-
-        names = _check_class_names(class_names)
+        names = check_class_names(class_names)
         method = self.method
         if method is not None:
             method.check_class_names(names)
@@ -227,8 +227,6 @@ class PromptCLIP(nn.Module):
             normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
                 templates).
         """
-        from .config import check_template
-
         names = tuple(self.class_names if names is None else names)
         template = check_template(self.template if template is None else template)
         key = (

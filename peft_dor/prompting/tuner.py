@@ -144,6 +144,16 @@ class PromptTuner(BaseTuner):
         return {}
 
 
+class DeepPromptTuner(PromptTuner):
+    """A :class:`PromptTuner` whose config (a :class:`DeepPromptConfigMixin`) places prompts at a depth per tower."""
+
+    def _prepare_adapter_config(self, peft_config, model_config):
+        # Runs inside every injection (get_peft_model, add_adapter, load_adapter), before modules are matched.
+        peft_config = super()._prepare_adapter_config(peft_config, model_config)
+        peft_config.fit_to_model(self.model.clip.config)
+        return peft_config
+
+
 def adapter_tensor_shapes(model: nn.Module, adapter_name: str) -> dict[str, torch.Size]:
     """State-dict key -> shape of every prompt tensor of ``adapter_name`` in ``model`` (keys as in ``model``)."""
     shapes: dict[str, torch.Size] = {}

@@ -19,7 +19,7 @@ from transformers import CLIPModel, Trainer
 
 from peft_dor import CoCoOpConfig, CoOpConfig, KgCoOpConfig, ProGradConfig, TCPConfig
 from peft_dor.dor import default_weight
-from peft_dor.prompting.knowledge import knowledge_distance
+from peft_dor.prompting import knowledge_distance
 from peft_dor.testing import VIT_B16_SIZE, build_tiny_tokenizer, tiny_clip_config
 from peft_dor.training.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, TrainingRecipe
 from ...registry import DorPeftType
 
 

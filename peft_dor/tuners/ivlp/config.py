@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.recipes import TrainingRecipe
-from ...prompting.vision import DeepContextPromptConfig, check_depth
+from ...prompting import DeepContextPromptConfig, TrainingRecipe, check_depth
 from ...registry import DorPeftType
 
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
-from ...prompting.knowledge import knowledge_distance
+from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner, knowledge_distance
 from .layer import KgCoOpContextLayer
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig
-from ...prompting.config import check_number
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, TrainingRecipe, check_number
 from ...registry import DorPeftType
 
 

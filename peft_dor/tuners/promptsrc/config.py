@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.config import check_number, check_template
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import TrainingRecipe, check_number, check_template
 from ...registry import DorPeftType
 from ..ivlp.config import IVLPConfig
 

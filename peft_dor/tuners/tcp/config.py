@@ -3,9 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig, PromptLayout
-from ...prompting.config import check_number, check_template
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, PromptLayout, TrainingRecipe, check_number, check_template
 from ...registry import DorPeftType
 
 

@@ -4,8 +4,7 @@ import torch
 from torch import nn
 from transformers.activations import QuickGELUActivation
 
-from ...prompting import TextContextLayer
-from ...prompting.text import DeepTextPromptLayer, TextPromptContext
+from ...prompting import DeepTextPromptLayer, TextContextLayer, TextPromptContext
 
 #: key of the frozen knowledge features of a pass's names in ``TextPromptContext.extras`` (``(P, D)``)
 KNOWLEDGE_KEY = "tcp_knowledge"

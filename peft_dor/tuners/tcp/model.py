@@ -2,9 +2,14 @@ from __future__ import annotations
 
 import torch
 
-from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
-from ...prompting.knowledge import FrozenTextFeatures, knowledge_distance
-from ...prompting.text import TextPromptContext
+from ...prompting import (
+    FrozenTextFeatures,
+    PromptClassifierOutput,
+    PromptCLIP,
+    PromptTuner,
+    TextPromptContext,
+    knowledge_distance,
+)
 from .layer import KNOWLEDGE_KEY, TCPClassTokenLayer, TCPContextLayer
 
 

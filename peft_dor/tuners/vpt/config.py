@@ -3,10 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import PromptConfig
-from ...prompting.config import check_number
-from ...prompting.recipes import TrainingRecipe
-from ...prompting.vision import DeepPromptConfigMixin, check_depth
+from ...prompting import DeepPromptConfigMixin, PromptConfig, TrainingRecipe, check_depth, check_number
 from ...registry import DorPeftType
 
 

@@ -1,11 +1,7 @@
-"""Hand-crafted knowledge shared by the text-side methods: frozen name features, the knowledge-guided distance and
-the small generator networks that turn a feature into prompt vectors.
+"""Frozen CLIP features of hand-crafted prompts, for any list of names (TCP's class knowledge, DOR's outliers).
 
-* KgCoOp and TCP pull the prompted class features towards frozen CLIP's features of a hand-crafted template with
-  ``1 - mean cos`` (:func:`knowledge_distance`); DOR uses the same form on outlier names.
-* TCP feeds frozen features of *any* name (training classes, new classes, DOR outliers) to its class-aware prompt
-  module; :class:`FrozenTextFeatures` serves them from the base model with prompts suspended, caching the class list
-  as a whole and every other name on its own, so outliers drawn afresh each step are encoded once per word.
+:class:`FrozenTextFeatures` serves them from the base model with prompts suspended, caching the class list as a whole
+and every other name on its own, so outliers drawn afresh each step are encoded once per word.
 """
 
 from __future__ import annotations
@@ -13,26 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-
-
-def knowledge_distance(features: torch.Tensor, frozen: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """``1 - mean cos(features, frozen)`` over the last dimension (KgCoOp's and TCP's code form, DOR's loss).
-
-    Args:
-        features: ``(..., P, D)`` prompted features (normalised or not).
-        frozen: ``(P, D)`` frozen target features, broadcast over the leading dimensions of ``features`` (CoCoOp's
-            per-image features are thus averaged over images and names).
-        eps: ``torch.nn.CosineSimilarity``'s eps; the official code uses 1e-7.
-
-    Example:
-        ```python
-        loss = 8.0 * knowledge_distance(output.text_embeds, model.zero_shot_text_features())
-        ```
-    """
-    frozen = frozen.to(device=features.device, dtype=features.dtype)
-    return 1.0 - F.cosine_similarity(features, frozen, dim=-1, eps=eps).mean()
 
 
 def _autocast_key(device: torch.device):
