@@ -17,6 +17,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from .text import TextPromptContext, replace_slots
+from .tokenizer import PromptLayout
 from .vision import append_prompts, replace_last_tokens
 
 
