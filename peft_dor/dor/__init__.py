@@ -25,7 +25,6 @@ from .outliers import (
 )
 from .regularizer import (
     DEFAULT_WEIGHT,
-    DEFAULT_WEIGHTS,
     DORRegularizer,
     OutlierDraw,
     default_weight,
@@ -45,7 +44,6 @@ from .vocabulary import (
 
 __all__ = [
     "DEFAULT_WEIGHT",
-    "DEFAULT_WEIGHTS",
     "DORConfig",
     "DORRegularizer",
     "OutlierDraw",

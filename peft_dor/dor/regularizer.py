@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..prompting import PromptLayer
+from ..registry import DEFAULT_DOR_WEIGHT, MethodSpec, method_spec
 from .config import DORConfig, check_outlier_images
 from .outliers import (
     OutlierPool,
@@ -30,42 +31,40 @@ from .outliers import (
 )
 from .vocabulary import default_cache_dir, load_vocabulary, term_key
 
-#: λ per method (keys are ``DorPeftType`` names) where it differs from :data:`DEFAULT_WEIGHT` (DOR paper: 8 for CoOp).
-#: A method config's ``default_dor_weight`` class attribute, when it has one, takes precedence.
-DEFAULT_WEIGHTS: dict[str, float] = {"COOP": 8.0}
-#: λ of every method not in :data:`DEFAULT_WEIGHTS` (DOR paper: 2 for CoCoOp, MaPLe, KgCoOp, TCP, ...).
-DEFAULT_WEIGHT = 2.0
+#: λ of a method that does not declare its own (each method's folder declares it: ``method_spec(model)``)
+DEFAULT_WEIGHT = DEFAULT_DOR_WEIGHT
 #: pool positions whose zero-shot image targets are encoded together (see ``DORRegularizer._image_targets_for``)
 IMAGE_TARGET_BLOCK = 32
 
 
 def default_weight(method: str | None) -> float:
-    """The paper's λ for a method key such as ``"COOP"`` (8.0) or ``"MAPLE"`` (2.0)."""
-    return DEFAULT_WEIGHTS.get((method or "").upper(), DEFAULT_WEIGHT)
+    """The paper's λ for a method key such as ``"COOP"`` (8.0) or ``"MAPLE"`` (2.0), as its folder declares it."""
+    try:
+        return float(method_spec(method).default_dor_weight)
+    except (KeyError, TypeError):
+        return DEFAULT_WEIGHT
 
 
-def _active_method_config(model):
-    tuner = unwrap_prompt_model(model).method
-    return None if tuner is None else tuner.active_config()
+def _spec(model) -> MethodSpec | None:
+    try:
+        return method_spec(unwrap_prompt_model(model))
+    except TypeError:
+        return None
 
 
 def method_key(model) -> str | None:
     """The ``DorPeftType`` name (``"COOP"``, ...) of a prompt model's active adapter, or ``None``."""
-    peft_type = getattr(_active_method_config(model), "peft_type", None)
-    name = getattr(peft_type, "name", None)
-    if name is None and isinstance(peft_type, str):
-        name = peft_type.removeprefix("DOR_")
-    return name
+    spec = _spec(model)
+    return None if spec is None else spec.key
 
 
 def method_defaults(model) -> tuple[float, str]:
-    """``(λ, side)`` for a prompt model's active method: its config's ``default_dor_weight`` / ``default_dor_side``
-    class attributes when defined, else :func:`default_weight` and ``"text"``."""
-    config = _active_method_config(model)
-    weight = getattr(config, "default_dor_weight", None)
-    if weight is None:
-        weight = default_weight(method_key(model))
-    return float(weight), getattr(config, "default_dor_side", None) or "text"
+    """``(λ, side)`` for a prompt model's active method, as its folder declares them (``method_spec(model)``), else
+    :data:`DEFAULT_WEIGHT` and ``"text"``."""
+    spec = _spec(model)
+    if spec is None:
+        return DEFAULT_WEIGHT, "text"
+    return float(spec.default_dor_weight), spec.dor_side
 
 
 @dataclass

@@ -9,7 +9,6 @@
 ``config``     config bases: shared fields, CoOp-style context, deep prompts
 ``tuner``      :class:`PromptTuner`, the PEFT ``BaseTuner`` every method subclasses
 ``classifier`` :class:`PromptCLIP`, the module PEFT wraps: logits, caches, the frozen-features API
-``frozen``     frozen features of hand-crafted prompts for any names, cached per name
 ``losses``     losses several methods share
 ``recipes``    published training settings
 ============== ==========================================================================================
@@ -20,7 +19,6 @@ A method folder (``peft_dor/tuners/<method>/``) imports what it needs from here,
 from .checks import check_class_names, check_depth, check_number, check_template
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .config import ContextPromptConfig, DeepContextPromptConfig, DeepPromptConfigMixin, PromptConfig
-from .frozen import FrozenTextFeatures
 from .layers import DeepTextPromptLayer, DeepVisionPromptLayer, PromptLayer, TextContextLayer, VisionPromptLayer
 from .losses import knowledge_distance
 from .recipes import TrainingRecipe
@@ -40,7 +38,6 @@ __all__ = [
     "DeepPromptTuner",
     "DeepTextPromptLayer",
     "DeepVisionPromptLayer",
-    "FrozenTextFeatures",
     "PromptCLIP",
     "PromptClassifierOutput",
     "PromptConfig",

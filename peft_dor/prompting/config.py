@@ -199,9 +199,6 @@ class DeepContextPromptConfig(DeepPromptConfigMixin, ContextPromptConfig):
     random context in ``X`` placeholder slots. Subclasses add their depth fields and :meth:`prompt_depths`.
     """
 
-    default_dor_side: ClassVar[str] = "text"
-    default_dor_weight: ClassVar[float] = 2.0
-
     n_ctx: int | None = field(
         default=None,
         metadata={

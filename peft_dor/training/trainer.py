@@ -8,6 +8,8 @@ would break gradient synchronisation, which is why everything comes out of the o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -23,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..dor.outliers import unwrap_prompt_model
 from ..dor.regularizer import DORConfig, DORRegularizer, OutlierDraw
-from .gpa import GPACallback
+from ..registry import MethodSpec, method_spec
 from .saving import staged_directory
 from .schedule import _OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS, SCHEDULERS, build_optimizer, build_scheduler
 
@@ -118,9 +120,16 @@ class DORTrainer(Trainer):
     With datasets that decode images lazily (``with_transform``) set ``TrainingArguments(remove_unused_columns=False)``,
     otherwise Trainer drops the image column before the transform sees it.
 
+    What a method's training needs beyond its losses, its folder declares (``peft_dor.method_spec(model)``) and the
+    trainer composes: Trainer mixins go in front of the trainer's bases (``DORTrainer(model=prograd_model, ...)`` is a
+    ``ProGradMixin`` + ``DORTrainer``, so ProGrad's gradient projection applies), and callbacks are added unless a
+    callback of the same class was passed (PromptSRC's Gaussian prompt aggregation, with ``method_options``). A
+    callback with a ``resume_checkpoint`` attribute is told the checkpoint ``train`` resumes from.
+
     Extension point: :meth:`compute_loss_terms` runs the one forward and returns a :class:`LossTerms`. A method that
-    needs several gradient computations per step (ProGrad) overrides ``training_step``, calls ``compute_loss_terms``
-    once, back-propagates the terms as it needs, and calls :meth:`record_loss_terms` so the logs stay complete.
+    needs several gradient computations per step (ProGrad) overrides ``training_step`` in its mixin, calls
+    ``compute_loss_terms`` once, back-propagates the terms as it needs, and calls :meth:`record_loss_terms` so the
+    logs stay complete.
 
     Args:
         model: a ``PeftModel`` from ``get_peft_model(clip, <method config>)``.
@@ -132,6 +141,8 @@ class DORTrainer(Trainer):
             non-zero ``args.weight_decay`` replaces the protocol's 5e-4 too.
         scheduler_name: ``"protocol"`` for warm-up + per-epoch cosine; ``None`` for ``args.lr_scheduler_type``.
         scheduler_kwargs: e.g. ``{"warmup_lr": 1e-5, "warmup_epochs": 1}``.
+        method_options: options of the method's own training (its spec's ``options`` dataclass, e.g.
+            ``{"gpa_mean": 15, "gpa_std": 1}`` for PromptSRC), as a dict or an instance; None: its defaults.
         stop_on_nonfinite_loss: stop with ``FloatingPointError`` (naming the step and the loss component: ``ce``,
             ``dor`` or a method loss) as soon as a training loss is NaN or infinite, before the update. It costs one
             host synchronisation per micro-batch (the forward already makes one to check the labels).
@@ -157,6 +168,13 @@ class DORTrainer(Trainer):
     # The loss is a per-batch mean; Trainer divides it by the accumulation steps itself.
     loss_is_scaled_for_ga = False
 
+    def __new__(cls, model=None, *args: Any, **kwargs: Any):
+        # The active method's Trainer mixins (ProGrad's projection) go in front of this class's bases, so the class a
+        # user names needs no per-method variant; a class that already has them is used as it is.
+        spec = _method_spec_or_none(model)
+        missing = tuple(m for m in (spec.trainer_mixins if spec else ()) if not issubclass(cls, m))
+        return super().__new__(_with_mixins(cls, missing) if missing else cls)
+
     def __init__(
         self,
         model=None,
@@ -169,6 +187,7 @@ class DORTrainer(Trainer):
         scheduler_name: str | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
         stop_on_nonfinite_loss: bool = True,
+        method_options: Any = None,
         **kwargs: Any,
     ) -> None:
         _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
@@ -211,7 +230,22 @@ class DORTrainer(Trainer):
         super().__init__(model=model, args=args, compute_metrics=compute_metrics, **kwargs)
         # PromptCLIP.forward takes no **kwargs, so the loss is never normalised by num_items_in_batch.
         self.model_accepts_loss_kwargs = False
+        self._add_method_callbacks(model, method_options)
         self._warn_about_unused_columns()
+
+    def _add_method_callbacks(self, model, options) -> None:
+        spec = _method_spec_or_none(model)
+        if spec is None:
+            if options is not None:
+                raise ValueError(
+                    "`method_options` needs a peft-dor prompt model to apply to; drop them or pass a model."
+                )
+            return
+        options = method_options_for(spec, options)
+        present = {type(callback) for callback in self.callback_handler.callbacks}
+        for callback in spec.training_callbacks(options):
+            if type(callback) not in present:  # the user's own instance (other settings) wins
+                self.add_callback(callback)
 
     def _warn_about_unused_columns(self) -> None:
         dataset = self.train_dataset
@@ -243,7 +277,7 @@ class DORTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
         for callback in self.callback_handler.callbacks:
-            if isinstance(callback, GPACallback):
+            if hasattr(callback, "resume_checkpoint"):  # callbacks with state in the checkpoint (GPA's running sum)
                 callback.resume_checkpoint = resume_from_checkpoint
         self._draw_position = None
         self._loss_sums = {}
@@ -433,6 +467,42 @@ class DORTrainer(Trainer):
     def prompt_model(self):
         """The ``PromptCLIP`` inside the trained model (for ``zero_shot_text_features`` and friends)."""
         return unwrap_prompt_model(self.accelerator.unwrap_model(self.model))
+
+
+def _method_spec_or_none(model) -> MethodSpec | None:
+    if model is None:
+        return None
+    try:
+        return method_spec(model)
+    except TypeError:
+        return None
+
+
+@functools.cache
+def _with_mixins(cls: type, mixins: tuple[type, ...]) -> type:
+    """``cls`` with ``mixins`` in front of its bases (cached, so one run builds each combination once)."""
+    name = "".join(m.__name__.removesuffix("Mixin") for m in mixins) + cls.__name__
+    return type(name, (*mixins, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def method_options_for(spec: MethodSpec, options: Any = None) -> Any:
+    """An instance of ``spec.options`` from ``options`` (None, a dict of fields or an instance); ``ValueError`` names
+    unknown fields and methods without options."""
+    if options is None:
+        return spec.default_options()
+    if spec.options is None:
+        raise ValueError(f"{spec.display_name} has no training options; drop `method_options`.")
+    if isinstance(options, spec.options):
+        return options
+    if not isinstance(options, dict):
+        raise TypeError(f"`method_options` must be a dict or a {spec.options.__name__}; got {type(options).__name__}.")
+    known = {f.name for f in dataclasses.fields(spec.options)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"`method_options` has {unknown}, which {spec.display_name} does not take; it takes {sorted(known)}."
+        )
+    return spec.options(**options)
 
 
 def checkpoint_problems(path: str | os.PathLike) -> list[str]:

@@ -20,8 +20,9 @@ from transformers import CLIPModel, Trainer
 from peft_dor import CoCoOpConfig, CoOpConfig, KgCoOpConfig, ProGradConfig, TCPConfig
 from peft_dor.dor import default_weight
 from peft_dor.prompting import knowledge_distance
+from peft_dor.registry import method_spec
 from peft_dor.testing import VIT_B16_SIZE, build_tiny_tokenizer, tiny_clip_config
-from peft_dor.training.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
+from peft_dor.tuners.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 
 from ..conftest import CLASS_NAMES
 from ._helpers import reference_clip, tiny_training_args
@@ -432,7 +433,7 @@ def test_method_defaults_follow_the_spec():
         (TCPConfig, "TCP"),
         (ProGradConfig, "PROGRAD"),
     ]:
-        assert config_cls.default_dor_weight == default_weight(key) == 2.0  # DOR.md §4: 2 for all but CoOp
+        assert method_spec(config_cls).default_dor_weight == default_weight(key) == 2.0  # 2 for all but CoOp
 
 
 @pytest.mark.slow

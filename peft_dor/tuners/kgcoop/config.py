@@ -33,8 +33,6 @@ class KgCoOpConfig(ContextPromptConfig):
 
     default_n_ctx = 4
     default_target_modules = ("text_model.embeddings",)
-    #: DOR weight λ for KgCoOp (DOR.md §4); KgCoOp's own term stays
-    default_dor_weight: ClassVar[float] = 2.0
     #: per source (METHODS.md §3)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.002, 128, 100),

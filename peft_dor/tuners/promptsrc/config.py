@@ -85,7 +85,8 @@ class PromptSRCConfig(IVLPConfig):
     * ``src_image = image_loss_weight * mean|img - img_frozen|`` against the unprompted image encoder;
     * ``src_logits = logits_loss_weight * KL(p_frozen || p_prompted)``, summed and divided by batch x classes.
 
-    Gaussian prompt aggregation over epochs is the Trainer callback :class:`peft_dor.training.gpa.GPACallback`.
+    Gaussian prompt aggregation over epochs is the Trainer callback :class:`peft_dor.GPACallback`, which
+    ``DORTrainer`` adds by itself for a PromptSRC model.
 
     Example:
         ```python

@@ -54,8 +54,6 @@ class TCPConfig(ContextPromptConfig):
     )
 
     default_n_ctx = 4
-    #: DOR weight λ for TCP (DOR.md §4); TCP's own term stays
-    default_dor_weight: ClassVar[float] = 2.0
     #: TCP's real settings: the config file says "ep100" but sets 50 epochs; Adam (coupled L2, not AdamW) with eps
     #: 1e-3, patched for fp16; ImageNet and SUN397 were evaluated from epoch 25 (evidently trained for 25)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {

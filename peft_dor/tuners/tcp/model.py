@@ -3,13 +3,13 @@ from __future__ import annotations
 import torch
 
 from ...prompting import (
-    FrozenTextFeatures,
     PromptClassifierOutput,
     PromptCLIP,
     PromptTuner,
     TextPromptContext,
     knowledge_distance,
 )
+from .knowledge import FrozenTextFeatures
 from .layer import KNOWLEDGE_KEY, TCPClassTokenLayer, TCPContextLayer
 
 

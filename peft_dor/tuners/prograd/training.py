@@ -8,8 +8,8 @@ parameter tensor
     g ← g − λ·(g·ĝ_kl)·ĝ_kl   if cos(g, g_kl) < 0,   else g unchanged.
 
 The KL gradient itself is never added. The model stays plain (``ProGradConfig`` is CoOp's prompt plus the settings);
-the rule lives in :class:`ProGradMixin`, a ``transformers.Trainer`` mixin (:class:`ProGradTrainer` is it on
-:class:`~peft_dor.DORTrainer`):
+the rule lives in :class:`ProGradMixin`, a ``transformers.Trainer`` mixin that ProGrad's method spec declares, so
+:class:`~peft_dor.DORTrainer` on a ProGrad model applies it without a special trainer class:
 
 * the KL gradient is taken inside the step's single forward (a forward hook on the classifier computes
   ``torch.autograd.grad(kl, prompts, retain_graph=True)``), so there is still one forward per step, as DDP needs;
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .trainer import DORTrainer
+from .config import ProGradConfig
 
 
 def project_conflicting_gradient(grad: torch.Tensor, reference: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
@@ -67,8 +67,6 @@ def prograd_kl_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 def _prograd_config(model: nn.Module):
-    from ..tuners.prograd import ProGradConfig
-
     peft_config = getattr(model, "peft_config", {})
     active = getattr(model, "active_adapter", None)
     config = peft_config.get(active) if isinstance(peft_config, dict) else None
@@ -87,6 +85,8 @@ class ProGradMixin:
     base model with its prompts suspended (text features cached once per class list; the batch's image features are
     the frozen image encoder's, reused from the forward), evaluated in float32. The mean distillation term since the
     last log is logged as ``loss_prograd_kl``.
+
+    ``DORTrainer`` composes it by itself for a ProGrad model; the mixin is for other ``Trainer`` classes.
 
     Example:
         ```python
@@ -170,20 +170,3 @@ class ProGradMixin:
             logs["loss_prograd_kl"] = round(torch.stack(state["kl"]).float().mean().item(), 4)
             state["kl"] = []
         super().log(logs, *args, **kwargs)
-
-
-class ProGradTrainer(ProGradMixin, DORTrainer):
-    """:class:`~peft_dor.DORTrainer` with ProGrad's gradient projection: train a ``ProGradConfig`` model with it.
-
-    Every ``DORTrainer`` option applies (``dor=``, the protocol's optimiser and schedule); with DOR the projected
-    gradient is that of ``CE + λ·L_dor``.
-
-    Example:
-        ```python
-        from peft_dor.training.prograd import ProGradTrainer
-
-        model = get_peft_model(clip, peft_dor.ProGradConfig(class_names=names, template="a texture of {}."))
-        trainer = ProGradTrainer(model=model, args=args, train_dataset=train, data_collator=collate, dor=DORConfig())
-        trainer.train()
-        ```
-    """

@@ -1,4 +1,4 @@
-"""Frozen CLIP features of hand-crafted prompts, for any list of names (TCP's class knowledge, DOR's outliers).
+"""TCP's class knowledge: frozen CLIP features of its template for any list of names (classes, new classes, outliers).
 
 :class:`FrozenTextFeatures` serves them from the base model with prompts suspended, caching the class list as a whole
 and every other name on its own, so outliers drawn afresh each step are encoded once per word.
