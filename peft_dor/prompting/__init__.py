@@ -9,6 +9,7 @@
 ``config``     config bases: shared fields, CoOp-style context, deep prompts
 ``tuner``      :class:`PromptTuner`, the PEFT ``BaseTuner`` every method subclasses
 ``classifier`` :class:`PromptCLIP`, the module PEFT wraps: logits, caches, the frozen-features API
+``frozen``     frozen features of hand-crafted prompts, batched by length and cached
 ``losses``     losses several methods share
 ``recipes``    published training settings
 ============== ==========================================================================================
@@ -19,6 +20,7 @@ A method folder (``peft_dor/tuners/<method>/``) imports what it needs from here,
 from .checks import check_class_names, check_depth, check_number, check_template
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .config import ContextPromptConfig, DeepContextPromptConfig, DeepPromptConfigMixin, PromptConfig
+from .frozen import autocast_key
 from .layers import DeepTextPromptLayer, DeepVisionPromptLayer, PromptLayer, TextContextLayer, VisionPromptLayer
 from .losses import knowledge_distance
 from .recipes import TrainingRecipe
@@ -51,6 +53,7 @@ __all__ = [
     "TokenizedPrompts",
     "TrainingRecipe",
     "VisionPromptLayer",
+    "autocast_key",
     "causal_mask",
     "check_class_names",
     "check_depth",

@@ -18,6 +18,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .checks import check_class_names, check_template
+from .frozen import FrozenTextCache, autocast_key
 from .layers import PromptLayer, TextContextLayer
 from .text import TextPromptContext, TextTower
 from .tokenizer import PromptTokenizer
@@ -82,10 +83,8 @@ class PromptCLIP(nn.Module):
         self.text_checkpointing = False
         self._prompt_tokenizer: PromptTokenizer | None = None
         self._method_ref = None
-        self._zero_shot_cache: dict[tuple, torch.Tensor] = {}
+        self._frozen_text = FrozenTextCache()
         self._class_feature_cache: tuple[tuple, torch.Tensor] | None = None
-        #: the current forward's inputs while ``method_losses`` runs (PromptSRC needs the raw pixels); else empty
-        self.forward_inputs: dict[str, torch.Tensor | None] = {}
 
     # ------------------------------------------------------------------ set-up
     def attach_method(self, method) -> None:
@@ -210,6 +209,52 @@ class PromptCLIP(nn.Module):
                 layer.suspended = state
 
     @torch.no_grad()
+    def frozen_text_features(
+        self,
+        names: Sequence[str] | None = None,
+        template: str | None = None,
+        *,
+        normalize: bool = True,
+        cache: str | None = "list",
+        batch_size: int | None = None,
+        device: torch.device | str | None = None,
+        progress: str | None = None,
+    ) -> torch.Tensor:
+        """Frozen CLIP's features of ``template.format(name)`` (adapter disabled): the one frozen-features API.
+
+        Prompts run in batches of similar length through the base model with every prompt layer suspended, under the
+        caller's autocast (part of the cache key); the result is float32. See ``peft_dor.prompting.frozen``.
+
+        Args:
+            names: names to encode; defaults to the class names.
+            template: defaults to the model's template.
+            normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
+                templates).
+            cache: ``"list"`` keeps the result for this exact name list (class names); ``"names"`` keeps one row per
+                name, each new name encoded on its own (names drawn afresh each step); None keeps nothing (one-off
+                lists, e.g. a whole vocabulary).
+            batch_size: prompts per text-tower pass; default ``text_chunk_size`` (all at once when None).
+            device: where the result goes; default the model's device.
+            progress: a progress-bar label, or None for no bar.
+
+        Example:
+            ```python
+            targets = wrapper.frozen_text_features(["lamp", "tree"], "a photo of a {}.", cache="names")  # (2, D)
+            ```
+        """
+        names = self.class_names if names is None else list(names)
+        template = check_template(self.template if template is None else template)
+        return self._frozen_text(
+            self,
+            names,
+            template,
+            normalize=normalize,
+            cache=cache,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+
     def zero_shot_text_features(
         self,
         names: Sequence[str] | None = None,
@@ -217,39 +262,16 @@ class PromptCLIP(nn.Module):
         cache: bool = True,
         normalize: bool = True,
     ) -> torch.Tensor:
-        """Frozen CLIP's L2-normalised features of ``template.format(name)`` (adapter disabled), cached.
+        """Frozen CLIP's L2-normalised features of ``template.format(name)`` (adapter disabled), cached per name list:
+        :meth:`frozen_text_features` with ``cache="list"`` (``cache=False``: nothing kept).
 
         Args:
             names: names to encode; defaults to the class names.
             template: defaults to the model's template.
-            cache: keep the result for the next call with the same names; pass False for one-off name lists (e.g.
-                outliers drawn anew each step) so the cache does not grow without bound.
-            normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
-                templates).
+            cache: keep the result for the next call with the same names; pass False for one-off name lists.
+            normalize: False returns the projected features before L2 normalisation.
         """
-        names = tuple(self.class_names if names is None else names)
-        template = check_template(self.template if template is None else template)
-        key = (
-            names,
-            template,
-            self.device,
-            torch.get_autocast_dtype(self.device.type) if torch.is_autocast_enabled(self.device.type) else None,
-            normalize,
-        )
-        cached = self._zero_shot_cache.get(key)
-        if cached is None:
-            prompts = self.prompt_tokenizer.template_prompts(names, template).to(self.device)
-            tower = TextTower(self.clip)
-            chunk = self.text_chunk_size or len(names)
-            with self.prompts_suspended():
-                pieces = [
-                    tower(TextPromptContext(prompts.select(slice(s, s + chunk)))) for s in range(0, len(names), chunk)
-                ]
-            cached = torch.cat(pieces).float()
-            cached = F.normalize(cached, dim=-1) if normalize else cached
-            if cache:
-                self._zero_shot_cache[key] = cached
-        return cached
+        return self.frozen_text_features(names, template, normalize=normalize, cache="list" if cache else None)
 
     # ------------------------------------------------------------------ images
     def encode_image(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None):
@@ -287,8 +309,7 @@ class PromptCLIP(nn.Module):
             for name, param in layer.named_parameters():
                 if not name.startswith("base_layer."):
                     state.append((id(param), param._version))
-        autocast = torch.is_autocast_enabled(self.device.type)
-        state.append(torch.get_autocast_dtype(self.device.type) if autocast else None)
+        state.append(autocast_key(self.device))
         return tuple(state)
 
     def _can_cache_class_features(self) -> bool:
@@ -383,9 +404,5 @@ class PromptCLIP(nn.Module):
         )
         method = self.method
         if method is not None and self.training:
-            self.forward_inputs = {"pixel_values": pixel_values, "labels": labels}
-            try:
-                output.losses = method.method_losses(output, self)
-            finally:
-                self.forward_inputs = {}
+            output.losses = method.method_losses(output, self, pixel_values=pixel_values, labels=labels)
         return output if return_dict else output.to_tuple()

@@ -139,8 +139,19 @@ class PromptTuner(BaseTuner):
     def prepare_text_context(self, context: TextPromptContext, wrapper: PromptCLIP) -> None:
         """Add per-pass inputs the method's layers need (e.g. TCP's class knowledge) to ``context.extras``."""
 
-    def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
-        """The method's own weighted training losses, e.g. ``{"kg": 8 * (1 - cos)}`` (empty by default)."""
+    def method_losses(
+        self,
+        output: PromptClassifierOutput,
+        wrapper: PromptCLIP,
+        *,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The method's own weighted training losses, e.g. ``{"kg": 8 * (1 - cos)}`` (empty by default).
+
+        Called by the classifier's forward in training mode with its output and that forward's inputs
+        (``pixel_values`` is None when the batch came as cached ``image_embeds``).
+        """
         return {}
 
 

@@ -112,3 +112,30 @@ def test_missing_tokenizer_source_is_explained(tiny_clip_path, class_names):
     clip = CLIPModel(config)  # built from a config: nothing says where its tokenizer lives
     with pytest.raises(ValueError, match="tokenizer_name_or_path"):
         get_peft_model(clip, CoOpConfig(class_names=class_names, n_ctx=4))
+
+
+def test_frozen_text_features_one_api_for_every_frozen_target(model):
+    wrapper = model.get_base_model()
+    names = ["lamp", "red river", "tree", "blue lake mountain", "cat"]
+    calls = count_text_passes(model)
+    whole = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None)
+    sorted_batches = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None, batch_size=2)
+    assert len(calls) == 1 + 3
+    torch.testing.assert_close(sorted_batches, whole, atol=1e-6, rtol=0)  # length order, original row order back
+    torch.testing.assert_close(wrapper.zero_shot_text_features(names, "a photo of a {}."), whole, atol=1e-6, rtol=0)
+    # "list": the same tensor for the same list; "names": one row per name, a new name encoded on its own
+    listed = wrapper.frozen_text_features(names, "a photo of a {}.")
+    assert wrapper.frozen_text_features(names, "a photo of a {}.") is listed
+    calls.clear()
+    rows = wrapper.frozen_text_features(["lamp", "tree"], "a photo of a {}.", cache="names")
+    wrapper.frozen_text_features(["tree", "rose"], "a photo of a {}.", cache="names")
+    assert len(calls) == 3 and len(wrapper._frozen_text._rows) == 3
+    torch.testing.assert_close(rows, whole[[0, 2]], atol=1e-6, rtol=0)
+    # the autocast dtype is part of the key: a bf16 pass never serves a float32 caller
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = wrapper.frozen_text_features(names, "a photo of a {}.")
+    assert bf16 is not listed and bf16.dtype == torch.float32
+    on_cpu = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None, device="cpu", normalize=False)
+    assert on_cpu.device.type == "cpu" and not torch.allclose(on_cpu.norm(dim=-1), torch.ones(5))
+    with pytest.raises(ValueError, match="cache"):
+        wrapper.frozen_text_features(names, cache="all")

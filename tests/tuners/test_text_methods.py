@@ -258,11 +258,11 @@ def test_tcp_outlier_knowledge_is_encoded_once_per_word(tiny_clip_path, pixel_va
     model = peft(tiny_clip_path, TCPConfig(class_names=CLASS_NAMES, class_token_layer=1)).train()
     wrapper = model.get_base_model()
     model(pixel_values=pixel_values, extra_names=["lamp", "kite"])
-    cached = len(wrapper._zero_shot_cache)
+    cached = len(wrapper._frozen_text._lists)
     for extra in (["kite", "lamp"], ["lamp", "cup"]):
         model(pixel_values=pixel_values, extra_names=extra)
-    assert len(wrapper._zero_shot_cache) == cached  # outliers are not cached as whole lists, step after step
-    assert len(model.base_model.frozen_features._rows) == 3  # ... but once per word
+    assert len(wrapper._frozen_text._lists) == cached  # outliers are not cached as whole lists, step after step
+    assert len(wrapper._frozen_text._rows) == 3  # ... but once per word
 
 
 def test_tcp_layout_template_tokenises_like_the_string(tiny_clip_path):

@@ -2,10 +2,9 @@
 
 from ...registry import MethodSpec, register_method
 from .config import TCPConfig
-from .knowledge import FrozenTextFeatures
 from .layer import TCPClassTokenLayer, TCPContextLayer
 from .model import TCPModel
 
 register_method(MethodSpec("TCP", TCPConfig, TCPModel, "TCP", template_variant="tcp"))
 
-__all__ = ["FrozenTextFeatures", "TCPClassTokenLayer", "TCPConfig", "TCPContextLayer", "TCPModel"]
+__all__ = ["TCPClassTokenLayer", "TCPConfig", "TCPContextLayer", "TCPModel"]
