@@ -15,6 +15,8 @@ from .outliers import RESAMPLES, SAMPLINGS, SELECTIONS
 from .vocabulary import clean_terms
 
 SIDES = ("text", "image")
+#: the pool size of the DOR paper, and the cap of an unset ``pool_size``
+DEFAULT_POOL_SIZE = 5000
 
 
 def check_outlier_images(images) -> None:
@@ -74,8 +76,12 @@ class DORConfig:
         default=None,
         metadata={"help": "λ, the weight of the DOR loss. None: the method's default (8 for CoOp, 2 otherwise)."},
     )
-    pool_size: int = field(
-        default=5000, metadata={"help": "Number of vocabulary terms (or outlier images) in the outlier pool (K)."}
+    pool_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Number of vocabulary terms (or outlier images) in the outlier pool (K). None: all there are, up "
+            f"to {DEFAULT_POOL_SIZE} (the paper's K); a number larger than the candidates is an error."
+        },
     )
     num_outliers: int | None = field(
         default=None,
@@ -151,17 +157,17 @@ class DORConfig:
             check_number(self.weight, "weight", hint=", or None for the method's default")
         for name in ("pool_size", "batch_size"):
             value = getattr(self, name)
-            if not _is_count(value):
+            if not (_is_count(value) or (name == "pool_size" and value is None)):
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
         if self.num_outliers is not None and not _is_count(self.num_outliers):
             raise ValueError(
                 f"`num_outliers` must be a positive integer, or None for the number of training classes; "
                 f"got {self.num_outliers!r}."
             )
-        if self.num_outliers is not None and self.num_outliers > self.pool_size:
+        if self.num_outliers is not None and self.num_outliers > (self.pool_size or DEFAULT_POOL_SIZE):
             raise ValueError(
                 f"`num_outliers`={self.num_outliers} outliers per draw cannot come from a pool of `pool_size`="
-                f"{self.pool_size}; lower num_outliers or raise pool_size."
+                f"{self.pool_size or DEFAULT_POOL_SIZE}; lower num_outliers or raise pool_size."
             )
         for name, choices in (
             ("selection", SELECTIONS),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..prompting import PromptLayer
 from ..registry import DEFAULT_DOR_WEIGHT, MethodSpec, method_spec
-from .config import DORConfig, check_outlier_images
+from .config import DEFAULT_POOL_SIZE, DORConfig, check_outlier_images
 from .outliers import (
     OutlierPool,
     OutlierSampler,
@@ -172,13 +172,13 @@ class DORRegularizer:
             terms = load_vocabulary(config.vocabulary, self.cache_root())
             class_keys = {term_key(name) for name in names}
             # Every candidate can be counted before the expensive encoding (terms too long for the tower aside).
-            self._check_pool_size(sum(term_key(term) not in class_keys for term in terms))
+            pool_size = self._pool_size_for(sum(term_key(term) not in class_keys for term in terms))
             feature_cache = os.path.join(self.cache_root(), "dor") if config.cache_features else None
             pool = build_text_pool(
                 wrapper,
                 terms,
                 names,
-                pool_size=config.pool_size,
+                pool_size=pool_size,
                 selection=config.selection,
                 template=config.template,
                 class_template=config.class_template,
@@ -188,10 +188,11 @@ class DORRegularizer:
                 progress=progress,
             )
             pool.features = pool.features.to(wrapper.device)
-            self._check_pool_size(len(pool))
+            if config.pool_size is not None:
+                self._pool_size_for(len(pool))
         else:
             check_outlier_images(config.outlier_images)
-            pool = build_image_pool(len(config.outlier_images), config.pool_size, self.seed)
+            pool = build_image_pool(len(config.outlier_images), config.pool_size or DEFAULT_POOL_SIZE, self.seed)
             self._image_targets = {}
         if config.num_outliers is not None and config.num_outliers > len(pool):
             raise ValueError(
@@ -205,13 +206,23 @@ class DORRegularizer:
         self.pool = pool
         return pool
 
-    def _check_pool_size(self, candidates: int) -> None:
+    def _pool_size_for(self, candidates: int) -> int:
+        """The pool size to select: ``config.pool_size``, which must not exceed the candidates, or when unset all
+        candidates up to :data:`DEFAULT_POOL_SIZE`."""
+        if self.config.pool_size is None:
+            if candidates < 1:
+                raise ValueError(
+                    "The vocabulary has only 0 terms that are not class names, so DOR has no outliers; give a "
+                    "vocabulary with other words (DORConfig(vocabulary=...))."
+                )
+            return min(candidates, DEFAULT_POOL_SIZE)
         if candidates < self.config.pool_size:
             raise ValueError(
                 f"`pool_size`={self.config.pool_size} but the vocabulary has only {candidates} terms that are not class "
                 "names (and fit the text tower); pass pool_size <= that number (it is the whole vocabulary then) or a "
-                "larger vocabulary."
+                "larger vocabulary, or leave pool_size unset for all of them."
             )
+        return self.config.pool_size
 
     def check_model(self, model) -> str:
         """Check that DOR as configured can regularise ``model`` and return the side it acts on; cheap (no vocabulary

@@ -25,7 +25,7 @@ from .layers import DeepTextPromptLayer, DeepVisionPromptLayer, PromptLayer, Tex
 from .losses import knowledge_distance
 from .recipes import TrainingRecipe
 from .text import TextPromptContext, TextTower, causal_mask, replace_slots
-from .tokenizer import PromptLayout, PromptTokenizer, TokenizedPrompts
+from .tokenizer import PromptLayout, PromptTokenizer, TokenizedPrompts, phrase_words, prompt_name
 from .tuner import DeepPromptTuner, PromptTuner
 from .vision import TEXT_EMBEDDINGS, TEXT_LAYERS, VISION_EMBEDDINGS, VISION_LAYERS, prompt_targets
 
@@ -60,6 +60,8 @@ __all__ = [
     "check_number",
     "check_template",
     "knowledge_distance",
+    "phrase_words",
+    "prompt_name",
     "prompt_targets",
     "replace_slots",
 ]

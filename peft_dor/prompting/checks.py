@@ -18,8 +18,9 @@ def check_class_names(class_names) -> list[str]:
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"`class_names` must hold non-empty strings; got {name!r}. Remove or rename it.")
-        # CLIP's tokenizer lower-cases and normalises whitespace, so these would give identical prompts.
-        key = " ".join(name.casefold().split())
+        # CLIP's tokenizer lower-cases and normalises whitespace, and "_" is a space in the prompt, so these would give
+        # identical prompts.
+        key = " ".join(name.replace("_", " ").casefold().split())
         if key in seen:
             raise ValueError(
                 f"`class_names` holds duplicates: {seen[key]!r} and {name!r} give the same prompt. "

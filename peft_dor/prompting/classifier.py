@@ -274,8 +274,42 @@ class PromptCLIP(nn.Module):
         return self.frozen_text_features(names, template, normalize=normalize, cache="list" if cache else None)
 
     # ------------------------------------------------------------------ images
-    def encode_image(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None):
-        """L2-normalised image features from pixels (through any vision prompts) or from precomputed embeddings."""
+    def check_pixel_values(self, pixel_values, argument: str = "pixel_values") -> None:
+        """Raise ``ValueError`` naming ``argument`` unless it is a ``(B, C, H, W)`` floating-point tensor with the
+        vision tower's channels and image size (before transformers would fail with a shape error deep inside)."""
+        vision = self.clip.config.vision_config
+        channels, size = int(getattr(vision, "num_channels", 3)), int(vision.image_size)
+        expected = f"(batch, {channels}, {size}, {size})"
+        fix = "preprocess the images with the base model's CLIP image processor (CLIPImageProcessor)"
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(
+                f"`{argument}` must be a torch.Tensor {expected}; got {type(pixel_values).__name__}: {fix}."
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"`{argument}` must hold floating-point pixel values {expected}; got dtype {pixel_values.dtype} "
+                f"(raw 0-255 images?): {fix}."
+            )
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (channels, size, size):
+            layout = (
+                " (channels last? use pixel_values.permute(0, 3, 1, 2))"
+                if pixel_values.shape[-1:] == (channels,) and pixel_values.dim() == 4
+                else ""
+            )
+            raise ValueError(
+                f"`{argument}` must be a 4-D tensor {expected}, channels first, at the model's image size; got shape "
+                f"{tuple(pixel_values.shape)}{layout}: {fix}."
+            )
+
+    def encode_image(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        argument: str = "pixel_values",
+    ):
+        """L2-normalised image features from pixels (through any vision prompts) or from precomputed embeddings.
+
+        ``pixel_values`` are checked first (:meth:`check_pixel_values`; ``argument`` names them in the error)."""
         if image_embeds is not None and any(
             layer.active_prompt_adapter() is not None
             for layer in self.clip.vision_model.modules()
@@ -291,6 +325,7 @@ class PromptCLIP(nn.Module):
                     "Pass `pixel_values` (preprocessed images, (B, 3, H, W)) or `image_embeds` (cached projected "
                     "image features, (B, D))."
                 )
+            self.check_pixel_values(pixel_values, argument)
             image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
         return F.normalize(image_embeds, dim=-1)
 
@@ -392,7 +427,7 @@ class PromptCLIP(nn.Module):
             loss = F.cross_entropy(logits.float(), labels.long())
         extra_image = None
         if extra_pixel_values is not None:
-            extra_image = self.encode_image(extra_pixel_values)
+            extra_image = self.encode_image(extra_pixel_values, argument="extra_pixel_values")
         output = PromptClassifierOutput(
             loss=loss,
             logits=logits,

@@ -8,7 +8,7 @@ from typing import ClassVar
 from peft import PeftConfig
 
 from .checks import check_class_names, check_number, check_template
-from .tokenizer import CLASS_TOKEN_POSITIONS, PromptLayout
+from .tokenizer import CLASS_TOKEN_POSITIONS, PromptLayout, phrase_words
 from .vision import prompt_targets
 
 
@@ -106,9 +106,10 @@ class ContextPromptConfig(PromptConfig):
     n_ctx: int | None = field(
         default=None,
         metadata={
-            "help": "Number of learned context tokens. None: one per token of `ctx_init`, or the method's default "
-            "(16 for CoOp) with random init. A number smaller than the phrase learns only its first n tokens and "
-            "keeps the rest of the phrase as fixed words (MaPLe's and IVLP's layout)."
+            "help": "Number of learned context tokens. None: one per word of `ctx_init` (the official rule; the phrase's "
+            "tokens beyond them stay fixed words), or the method's default (16 for CoOp) with random init. A number "
+            "smaller than the phrase learns only its first n tokens and keeps the rest of the phrase as fixed words "
+            "(MaPLe's and IVLP's layout)."
         },
     )
     ctx_init: str | None = field(
@@ -133,8 +134,10 @@ class ContextPromptConfig(PromptConfig):
             )
         if self.ctx_init is not None and not self.ctx_init.strip():
             self.ctx_init = None
-        if self.n_ctx is None and not self.ctx_init:
-            self.n_ctx = self.default_n_ctx
+        if self.n_ctx is None:
+            # the official rule (CoOp, CoCoOp, ProGrad, MaPLe): one learned slot per *word* of the phrase; a word of
+            # several tokens leaves its last tokens as fixed words after the context
+            self.n_ctx = phrase_words(self.ctx_init) if self.ctx_init else self.default_n_ctx
         if self.n_ctx is not None and (
             not isinstance(self.n_ctx, int) or isinstance(self.n_ctx, bool) or self.n_ctx < 1
         ):
@@ -149,7 +152,7 @@ class ContextPromptConfig(PromptConfig):
         return bool(self.ctx_init)
 
     def prompt_layout(self) -> PromptLayout:
-        """The layout of the learned prompt; ``n_ctx`` may be None (one slot per phrase token)."""
+        """The layout of the learned prompt: the phrase (or ``n_ctx`` placeholders), its first ``n_ctx`` tokens learned."""
         prefix = self.ctx_init.replace("_", " ") if self.ctx_init else " ".join(["X"] * self.n_ctx)
         return PromptLayout(prefix=prefix, n_ctx=self.n_ctx, class_token_position=self.class_token_position)
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -99,8 +98,6 @@ class TextContextLayer(PromptLayer):
         layout = config.prompt_layout()
         token_embedding = self.base_layer.token_embedding
         prefix_ids = wrapper.prompt_tokenizer.piece_ids(layout.prefix)
-        if layout.n_ctx is None:
-            layout = replace(layout, n_ctx=len(prefix_ids))
         if layout.n_ctx > len(prefix_ids):
             raise ValueError(
                 f"n_ctx={layout.n_ctx} but ctx_init={layout.prefix!r} has only {len(prefix_ids)} tokens; "

@@ -16,6 +16,18 @@ import torch
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
 
+def prompt_name(name: str) -> str:
+    """A class name as it appears in the prompt text: ``_`` becomes a space (``"sea_lion"`` -> ``"sea lion"``), as in
+    every official prompt learner, so names written as folder names give the same prompts as there."""
+    return name.replace("_", " ")
+
+
+def phrase_words(phrase: str) -> int:
+    """The number of words of a ``ctx_init`` phrase (``_`` counts as a space): the official code's ``n_ctx`` when a
+    phrase is given and ``n_ctx`` is not."""
+    return len(phrase.replace("_", " ").split())
+
+
 @dataclass(frozen=True)
 class PromptLayout:
     """Where learned context vectors sit in a prompt.
@@ -114,7 +126,7 @@ class PromptTokenizer:
 
     def fits(self, names: Sequence[str], template: str) -> list[bool]:
         """Whether each ``template.format(name)`` prompt fits the text tower (DOR skips vocabulary terms that do not)."""
-        texts = [template.format(name) for name in names]
+        texts = [template.format(prompt_name(name)) for name in names]
         self.prefetch(texts)
         return [len(self.piece_ids(text)) + 2 <= self.context_length for text in texts]
 
@@ -135,9 +147,9 @@ class PromptTokenizer:
             )
 
     def template_prompts(self, names: Sequence[str], template: str) -> TokenizedPrompts:
-        """Hand-crafted prompts ``template.format(name)``, e.g. ``"a photo of a {}."``."""
+        """Hand-crafted prompts ``template.format(name)``, e.g. ``"a photo of a {}."`` (``_`` in names as spaces)."""
         rows = []
-        texts = [template.format(name) for name in names]
+        texts = [template.format(prompt_name(name)) for name in names]
         self.prefetch(texts)
         for text in texts:
             pieces = self.piece_ids(text)
@@ -148,7 +160,7 @@ class PromptTokenizer:
         return self.pad(rows)
 
     def layout_prompts(self, names: Sequence[str], layout: PromptLayout) -> TokenizedPrompts:
-        """Prompts with learnable context slots, laid out as ``layout`` says."""
+        """Prompts with learnable context slots, laid out as ``layout`` says (``_`` in names as spaces)."""
         prefix = self.piece_ids(layout.prefix)
         if layout.n_ctx > len(prefix):
             raise ValueError(
@@ -159,7 +171,7 @@ class PromptTokenizer:
         self._check_plain(prefix + suffix, f"{layout.prefix} {{}}{layout.suffix}")
         rows, slots = [], []
         for name in names:
-            name_ids = self.piece_ids(name)
+            name_ids = self.piece_ids(prompt_name(name))
             self._check_plain(name_ids, name)
             if layout.class_token_position == "end":
                 pieces = [prefix, name_ids]

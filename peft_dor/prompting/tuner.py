@@ -13,6 +13,7 @@ from torch import nn
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .layers import PromptLayer
 from .text import TextPromptContext
+from .tokenizer import prompt_name
 
 
 class PromptTuner(BaseTuner):
@@ -110,14 +111,14 @@ class PromptTuner(BaseTuner):
 
         Every learned prompt and every zero-shot prompt (each adapter's ``template``) must fit the text tower, every
         name must have tokens, and no two names may tokenise alike (CLIP's tokenizer normalises case, whitespace and
-        Unicode composition: "café" typed with a combining accent is "café").
+        Unicode composition: "café" typed with a combining accent is "café"; ``_`` is a space in the prompt).
         """
         wrapper = self.model
         wrapper.tokenize(class_names)
         tokenizer = wrapper.prompt_tokenizer
         seen: dict[tuple[int, ...], str] = {}
         for name in class_names:
-            ids = tuple(tokenizer.piece_ids(name))
+            ids = tuple(tokenizer.piece_ids(prompt_name(name)))
             if not ids:
                 raise ValueError(
                     f"The class name {name!r} has no tokens for CLIP's tokenizer, so its prompt would not name it. "

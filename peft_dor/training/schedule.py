@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-#: the protocol's optimiser defaults by name (PROTOCOL.md §8.1); keyword arguments override them
+#: the protocol's optimiser defaults by name (docs/protocol.md); keyword arguments override them
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 5e-4},
     "adam": {"betas": (0.9, 0.999), "eps": 1e-3, "weight_decay": 5e-4},

@@ -139,3 +139,63 @@ def test_frozen_text_features_one_api_for_every_frozen_target(model):
     assert on_cpu.device.type == "cpu" and not torch.allclose(on_cpu.norm(dim=-1), torch.ones(5))
     with pytest.raises(ValueError, match="cache"):
         wrapper.frozen_text_features(names, cache="all")
+
+
+def test_underscores_in_class_names_are_spaces_in_the_prompt(tiny_clip_path):
+    model = get_peft_model(
+        CLIPModel.from_pretrained(tiny_clip_path), CoOpConfig(class_names=["red_house", "tree"], n_ctx=4)
+    )
+    wrapper = model.get_base_model()
+    assert wrapper.tokenize(["red_house"]).input_ids.tolist() == wrapper.tokenize(["red house"]).input_ids.tolist()
+    torch.testing.assert_close(
+        wrapper.zero_shot_text_features(["red_house"]), wrapper.zero_shot_text_features(["red house"])
+    )
+    assert wrapper.class_names == ["red_house", "tree"]  # the names themselves are kept as given
+    with pytest.raises(ValueError, match="duplicates"):
+        model.set_class_names(["red_house", "red house"])
+
+
+def test_phrase_init_learns_one_slot_per_word_and_keeps_the_rest_fixed(tiny_clip_path):
+    from peft_dor import ProGradConfig
+
+    phrase = "a type of pet, a photo of a"  # 8 words; "pet," is two tokens
+    config = CoOpConfig(class_names=["cat", "dog"], ctx_init=phrase)
+    assert config.n_ctx == 8
+    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), config)
+    wrapper = model.get_base_model()
+    tokenizer = wrapper.prompt_tokenizer.tokenizer
+    phrase_ids = tokenizer(phrase, add_special_tokens=False)["input_ids"]
+    assert len(phrase_ids) == 9
+    prompts = wrapper.tokenize(["cat"])
+    expected = tokenizer(f"{phrase} cat.")["input_ids"]
+    assert prompts.input_ids[0, : len(expected)].tolist() == expected  # the last "a" stays a fixed word
+    assert prompts.slot_index.tolist() == [list(range(1, 9))]
+    layer = wrapper.clip.text_model.embeddings
+    torch.testing.assert_close(
+        layer.coop_ctx["default"], layer.base_layer.token_embedding.weight[phrase_ids[:8]], atol=0, rtol=0
+    )
+    # ProGrad: 16 slots, the first 16 - 8 start at zero, then the phrase's first 8 tokens (its official init)
+    prograd = get_peft_model(
+        CLIPModel.from_pretrained(tiny_clip_path), ProGradConfig(class_names=["cat"], ctx_init=phrase + " {}.")
+    )
+    ctx = prograd.get_base_model().clip.text_model.embeddings.prograd_ctx["default"]
+    assert ctx.shape[0] == 16 and not ctx[:8].any()
+    torch.testing.assert_close(ctx[8:], layer.base_layer.token_embedding.weight[phrase_ids[:8]], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "floating-point pixel values"),
+        (torch.zeros(2, 32, 32, 3), r"channels last\? use pixel_values.permute"),
+        (torch.zeros(3, 32, 32), r"4-D tensor \(batch, 3, 32, 32\)"),
+        (torch.zeros(2, 3, 64, 64), r"got shape \(2, 3, 64, 64\)"),
+        ([[0.0]], "must be a torch.Tensor"),
+    ],
+    ids=["uint8", "channels-last", "3-d", "size", "list"],
+)
+def test_pixel_values_are_checked_with_the_fix(model, pixels, message):
+    with pytest.raises(ValueError, match=rf"`pixel_values` .*{message}.*CLIP image processor"):
+        model(pixel_values=pixels)
+    with pytest.raises(ValueError, match="`extra_pixel_values`"):
+        model(pixel_values=torch.zeros(1, 3, 32, 32), extra_pixel_values=torch.zeros(1, 3, 8, 8))

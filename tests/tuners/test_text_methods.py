@@ -418,7 +418,7 @@ def test_config_validation_names_the_field(config_cls, kwargs, message):
 
 def test_method_defaults_follow_the_spec():
     cocoop = CoCoOpConfig(class_names=["x"])
-    assert (cocoop.ctx_init, cocoop.n_ctx) == ("a photo of a", None)  # n from the phrase: 4 tokens
+    assert (cocoop.ctx_init, cocoop.n_ctx) == ("a photo of a", 4)  # n from the phrase: 4 words
     assert CoCoOpConfig.training_defaults["original"].batch_size == 1
     assert CoCoOpConfig.training_defaults["original"].epochs == 10
     assert KgCoOpConfig(class_names=["x"]).ctx_init == "a photo of a"

@@ -33,7 +33,7 @@ class KgCoOpConfig(ContextPromptConfig):
 
     default_n_ctx = 4
     default_target_modules = ("text_model.embeddings",)
-    #: per source (METHODS.md §3)
+    #: per source
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.002, 128, 100),
         "dor_lab": TrainingRecipe("sgd", 0.002, 32, 200),

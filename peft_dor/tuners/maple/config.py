@@ -31,7 +31,7 @@ class MaPLeConfig(DeepContextPromptConfig):
     """
 
     default_n_ctx: ClassVar[int] = 2
-    #: METHODS.md §3
+    #: per source
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0035, 4, 5),
         "dor_lab": TrainingRecipe("sgd", 0.0035, 4, 5, note="ctx_init=None (the DOR lab's empty init)"),

@@ -99,7 +99,7 @@ class PromptSRCConfig(IVLPConfig):
         ```
     """
 
-    #: METHODS.md §3; GPA with mean 15 and std 1 in the original (for 50 epochs it is unconfirmed)
+    #: GPA with mean 15 and std 1 in the original (for 50 epochs it is unconfirmed)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0025, 4, 20, note="GPACallback(mean=15, std=1)"),
         "dor_lab": TrainingRecipe("sgd", 0.0025, 4, 50),

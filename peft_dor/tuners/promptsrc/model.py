@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ...prompting import PromptClassifierOutput, PromptCLIP, autocast_key
+from ...prompting import PromptClassifierOutput, PromptCLIP, autocast_key, prompt_name
 from ..ivlp.model import IVLPModel
 
 #: how many teacher prompts one frozen text pass encodes at most (bounds the one-off memory for many classes)
@@ -28,7 +28,7 @@ def template_ensemble_features(wrapper: PromptCLIP, names: Sequence[str], templa
     per_pass = max(1, PROMPTS_PER_PASS // len(names))
     total = 0
     for start in range(0, len(templates), per_pass):
-        texts = [template.format(name) for template in templates[start : start + per_pass] for name in names]
+        texts = [template.format(prompt_name(n)) for template in templates[start : start + per_pass] for n in names]
         # "{}" formats to the finished text itself; no cache: the caller keeps only the mean
         features = wrapper.frozen_text_features(texts, "{}", normalize=False, cache=None)
         total = total + features.reshape(-1, len(names), features.shape[-1]).sum(dim=0)

@@ -20,7 +20,7 @@ class TCPConfig(ContextPromptConfig):
     size: ctx 2,048 + TKE 329,856 = 331,904.
 
     New classes and DOR outliers get their tokens from TKE of their own frozen feature, exactly like training
-    classes (DOR.md §5 calls this the natural choice; the official DOR code does not cover TCP).
+    classes (the natural choice; the official DOR code does not cover TCP).
 
     Example:
         ```python

@@ -46,7 +46,7 @@ class VPTConfig(DeepPromptConfigMixin, PromptConfig):
     )
     ctx_std: float = field(default=0.02, metadata={"help": "Std of the normal random init of the prompt tokens."})
 
-    #: METHODS.md §3: the MaPLe repository's and the DOR lab's VPT-deep runs (8 tokens, depth 12), fp32
+    #: the MaPLe repository's and the DOR lab's VPT-deep runs (8 tokens, depth 12), fp32
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0025, 4, 5, note="deep=True, vision_tokens=8 (depth 12)")
     }
