@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -93,6 +94,27 @@ class MethodSpec:
     def default_options(self) -> Any:
         """An instance of :attr:`options` with its defaults, or None when the method has none."""
         return None if self.options is None else self.options()
+
+    def make_options(self, options: Any = None) -> Any:
+        """An instance of :attr:`options` from ``options`` (None: the defaults, a dict of fields, or an instance);
+        ``ValueError`` names unknown fields, and options given to a method that has none."""
+        if options is None:
+            return self.default_options()
+        if self.options is None:
+            raise ValueError(f"{self.display_name} has no training options; drop `method_options`.")
+        if isinstance(options, self.options):
+            return options
+        if not isinstance(options, dict):
+            raise TypeError(
+                f"`method_options` must be a dict or a {self.options.__name__}; got {type(options).__name__}."
+            )
+        known = {f.name for f in dataclasses.fields(self.options)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"`method_options` has {unknown}, which {self.display_name} does not take; it takes {sorted(known)}."
+            )
+        return self.options(**options)
 
     def training_callbacks(self, options: Any = None) -> list:
         """The callbacks the method's training needs, built from ``options`` (default: :meth:`default_options`)."""
@@ -212,6 +234,31 @@ def method_spec(method) -> MethodSpec:
     )
 
 
+def method_spec_or_none(model) -> MethodSpec | None:
+    """:func:`method_spec` of a model, or None for None and for objects that are no peft-dor model."""
+    if model is None:
+        return None
+    try:
+        return method_spec(model)
+    except TypeError:
+        return None
+
+
+def trainer_class_for(cls: type, model) -> type:
+    """``cls`` (a ``transformers.Trainer`` subclass) with the Trainer mixins ``model``'s method declares in front of its
+    bases, e.g. ``ProGradMixin`` + ``DORTrainer`` for a ProGrad model; ``cls`` itself when nothing is missing."""
+    spec = method_spec_or_none(model)
+    missing = tuple(m for m in (spec.trainer_mixins if spec else ()) if not issubclass(cls, m))
+    return _with_mixins(cls, missing) if missing else cls
+
+
+@functools.cache
+def _with_mixins(cls: type, mixins: tuple[type, ...]) -> type:
+    # cached, so one run builds each combination once and isinstance checks see one class
+    name = "".join(m.__name__.removesuffix("Mixin") for m in mixins) + cls.__name__
+    return type(name, (*mixins, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
 __all__ = [
     "DEFAULT_DOR_WEIGHT",
     "METHODS",
@@ -219,6 +266,8 @@ __all__ = [
     "MethodSpec",
     "method_classes",
     "method_spec",
+    "method_spec_or_none",
     "register",
     "register_method",
+    "trainer_class_for",
 ]

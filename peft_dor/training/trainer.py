@@ -8,14 +8,10 @@ would break gradient synchronisation, which is why everything comes out of the o
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,9 +21,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..dor.outliers import unwrap_prompt_model
 from ..dor.regularizer import DORConfig, DORRegularizer, OutlierDraw
-from ..registry import MethodSpec, method_spec
+from ..registry import method_spec_or_none, trainer_class_for
 from .saving import staged_directory
-from .schedule import _OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS, SCHEDULERS, build_optimizer, build_scheduler
+from .schedule import build_optimizer, build_scheduler, check_optimizer_settings
+from .terms import LossTerms
 
 logger = logging.getLogger(__name__)
 
@@ -53,50 +50,6 @@ def default_compute_metrics() -> Callable[..., dict[str, float]]:
     except ImportError:  # pragma: no cover - the metrics package ships with peft-dor
         return accuracy_compute_metrics
     return calibration_compute_metrics()
-
-
-@dataclass
-class LossTerms:
-    """The named parts of one forward's training objective.
-
-    Attributes:
-        outputs: the model output (``PromptClassifierOutput``).
-        ce: cross-entropy of the class logits (``output.loss``).
-        method: the method's own losses, already weighted (``output.losses``, e.g. ``{"kg": ...}``).
-        dor: the unweighted DOR loss ``1 - mean cos`` (``None`` without DOR or outside training).
-        dor_weight: λ.
-        draw: the outliers of this forward.
-    """
-
-    outputs: Any
-    ce: torch.Tensor | None
-    method: dict[str, torch.Tensor] = field(default_factory=dict)
-    dor: torch.Tensor | None = None
-    dor_weight: float = 0.0
-    draw: OutlierDraw | None = None
-
-    def total(self, exclude: tuple[str, ...] = ()) -> torch.Tensor:
-        """``ce + sum(method losses not in exclude) + dor_weight * dor``."""
-        if self.ce is None:
-            raise ValueError(
-                "The batch has no `labels`, so there is no cross-entropy to train on. Make the collator return "
-                "'labels' and set TrainingArguments(label_names=['labels'])."
-            )
-        loss = self.ce
-        for name, value in self.method.items():
-            if name not in exclude:
-                loss = loss + value
-        if self.dor is not None:
-            loss = loss + self.dor_weight * self.dor
-        return loss
-
-    def logs(self) -> dict[str, torch.Tensor]:
-        """``loss_ce``, ``loss_<name>`` per method loss and ``loss_dor`` (unweighted), detached."""
-        values = {} if self.ce is None else {"loss_ce": self.ce}
-        values.update({f"loss_{name}": value for name, value in self.method.items()})
-        if self.dor is not None:
-            values["loss_dor"] = self.dor
-        return {name: value.detach().float() for name, value in values.items()}
 
 
 class DORTrainer(Trainer):
@@ -171,9 +124,7 @@ class DORTrainer(Trainer):
     def __new__(cls, model=None, *args: Any, **kwargs: Any):
         # The active method's Trainer mixins (ProGrad's projection) go in front of this class's bases, so the class a
         # user names needs no per-method variant; a class that already has them is used as it is.
-        spec = _method_spec_or_none(model)
-        missing = tuple(m for m in (spec.trainer_mixins if spec else ()) if not issubclass(cls, m))
-        return super().__new__(_with_mixins(cls, missing) if missing else cls)
+        return super().__new__(trainer_class_for(cls, model))
 
     def __init__(
         self,
@@ -190,7 +141,7 @@ class DORTrainer(Trainer):
         method_options: Any = None,
         **kwargs: Any,
     ) -> None:
-        _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
+        check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
         if args is not None and not isinstance(args, TrainingArguments):
             raise TypeError(f"`args` must be a transformers TrainingArguments; got {type(args).__name__}.")
         if model is not None:
@@ -234,14 +185,14 @@ class DORTrainer(Trainer):
         self._warn_about_unused_columns()
 
     def _add_method_callbacks(self, model, options) -> None:
-        spec = _method_spec_or_none(model)
+        spec = method_spec_or_none(model)
         if spec is None:
             if options is not None:
                 raise ValueError(
                     "`method_options` needs a peft-dor prompt model to apply to; drop them or pass a model."
                 )
             return
-        options = method_options_for(spec, options)
+        options = spec.make_options(options)
         present = {type(callback) for callback in self.callback_handler.callbacks}
         for callback in spec.training_callbacks(options):
             if type(callback) not in present:  # the user's own instance (other settings) wins
@@ -469,42 +420,6 @@ class DORTrainer(Trainer):
         return unwrap_prompt_model(self.accelerator.unwrap_model(self.model))
 
 
-def _method_spec_or_none(model) -> MethodSpec | None:
-    if model is None:
-        return None
-    try:
-        return method_spec(model)
-    except TypeError:
-        return None
-
-
-@functools.cache
-def _with_mixins(cls: type, mixins: tuple[type, ...]) -> type:
-    """``cls`` with ``mixins`` in front of its bases (cached, so one run builds each combination once)."""
-    name = "".join(m.__name__.removesuffix("Mixin") for m in mixins) + cls.__name__
-    return type(name, (*mixins, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
-
-
-def method_options_for(spec: MethodSpec, options: Any = None) -> Any:
-    """An instance of ``spec.options`` from ``options`` (None, a dict of fields or an instance); ``ValueError`` names
-    unknown fields and methods without options."""
-    if options is None:
-        return spec.default_options()
-    if spec.options is None:
-        raise ValueError(f"{spec.display_name} has no training options; drop `method_options`.")
-    if isinstance(options, spec.options):
-        return options
-    if not isinstance(options, dict):
-        raise TypeError(f"`method_options` must be a dict or a {spec.options.__name__}; got {type(options).__name__}.")
-    known = {f.name for f in dataclasses.fields(spec.options)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(
-            f"`method_options` has {unknown}, which {spec.display_name} does not take; it takes {sorted(known)}."
-        )
-    return spec.options(**options)
-
-
 def checkpoint_problems(path: str | os.PathLike) -> list[str]:
     """What makes a Trainer checkpoint folder unusable for resuming (empty when it is complete)."""
     problems = []
@@ -519,31 +434,3 @@ def checkpoint_problems(path: str | os.PathLike) -> list[str]:
     except (OSError, ValueError) as error:
         problems.append(f"unreadable {TRAINER_STATE_NAME} ({error})")
     return problems
-
-
-def _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs) -> None:
-    """Fail in ``DORTrainer.__init__``, not at the first step, on unknown optimiser or schedule settings."""
-    if optimizer_name is not None and (
-        not isinstance(optimizer_name, str) or optimizer_name.lower() not in _OPTIMIZER_CLASSES
-    ):
-        raise ValueError(
-            f"`optimizer_name` must be one of {sorted(_OPTIMIZER_CLASSES)} or None (args.optim); got {optimizer_name!r}."
-        )
-    for argument, value in (("optimizer_kwargs", optimizer_kwargs), ("scheduler_kwargs", scheduler_kwargs)):
-        if value is not None and not isinstance(value, dict):
-            raise TypeError(f"`{argument}` must be a dict or None; got {type(value).__name__}.")
-    if optimizer_name is not None and optimizer_kwargs:
-        cls = _OPTIMIZER_CLASSES[optimizer_name.lower()]
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "lr"}
-        unknown = sorted(set(optimizer_kwargs) - accepted)
-        if unknown:
-            raise ValueError(
-                f"`optimizer_kwargs` has options {unknown} that {cls.__name__} does not take; it takes "
-                f"{sorted(accepted)} (defaults: {OPTIMIZER_DEFAULTS[optimizer_name.lower()]})."
-            )
-    if scheduler_name is not None and scheduler_name not in SCHEDULERS:
-        raise ValueError(f"`scheduler_name` must be one of {sorted(SCHEDULERS)} or None; got {scheduler_name!r}.")
-    if optimizer_kwargs and optimizer_name is None:
-        raise ValueError("`optimizer_kwargs` only apply with optimizer_name='sgd' or 'adam'; set it or drop them.")
-    if scheduler_kwargs and scheduler_name is None:
-        raise ValueError("`scheduler_kwargs` only apply with scheduler_name='protocol'; set it or drop them.")
