@@ -28,18 +28,20 @@ def sorted_encode(wrapper, terms, template: str, batch_size: int) -> torch.Tenso
     """Zero-shot features of ``template.format(term)``, encoded in length-sorted batches (benchmark-side sketch)."""
     import torch.nn.functional as F
 
-    from peft_dor.dor.outliers import _pad, _tokenize_templates
     from peft_dor.prompting import TextPromptContext, TextTower
 
-    ids, kept = _tokenize_templates(wrapper, terms, template)
+    tokenizer = wrapper.prompt_tokenizer
+    kept = [i for i, fits in enumerate(tokenizer.fits(terms, template)) if fits]
+    prompts = tokenizer.template_prompts([terms[i] for i in kept], template)
+    ids = [row[: int(eos) + 1].tolist() for row, eos in zip(prompts.input_ids, prompts.eos_index, strict=True)]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     features = torch.zeros(len(terms), wrapper.clip.config.projection_dim)
     tower = TextTower(wrapper.clip)
     with torch.no_grad(), wrapper.prompts_suspended():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            prompts = _pad([ids[i] for i in rows], wrapper.prompt_tokenizer.pad_id).to(wrapper.device)
-            chunk = F.normalize(tower(TextPromptContext(prompts)).float(), dim=-1).cpu()
+            batch = tokenizer.pad([ids[i] for i in rows]).to(wrapper.device)
+            chunk = F.normalize(tower(TextPromptContext(batch)).float(), dim=-1).cpu()
             features[torch.tensor([kept[i] for i in rows])] = chunk
     return features
 

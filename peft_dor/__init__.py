@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
-from .registry import DorPeftType, register
+from .registry import DorPeftType, MethodSpec, method_spec, register, register_method
 from .tuners.cocoop import CoCoOpConfig, CoCoOpModel
 from .tuners.coop import CoOpConfig, CoOpModel
 from .tuners.ivlp import IVLPConfig, IVLPModel
@@ -30,24 +30,26 @@ _LAZY = {
     "DORConfig": "peft_dor.dor",
     "DORRegularizer": "peft_dor.dor",
     "DORTrainer": "peft_dor.training",
-    "GPACallback": "peft_dor.training.gpa",
-    "ProGradTrainer": "peft_dor.training.prograd",
+    "GPACallback": "peft_dor.tuners.promptsrc.gpa",
+    # DORTrainer composes ProGrad's gradient projection for a ProGrad model: the old name is the same class
+    "ProGradTrainer": ("peft_dor.training", "DORTrainer"),
     "save_pretrained_atomically": "peft_dor.training.saving",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dor import DORConfig, DORRegularizer
     from .training import DORTrainer
-    from .training.gpa import GPACallback
-    from .training.prograd import ProGradTrainer
+    from .training import DORTrainer as ProGradTrainer
     from .training.saving import save_pretrained_atomically
+    from .tuners.promptsrc.gpa import GPACallback
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
+    target = _LAZY.get(name)
+    if target is None:
         raise AttributeError(f"module 'peft_dor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 
@@ -68,6 +70,7 @@ __all__ = [
     "KgCoOpModel",
     "MaPLeConfig",
     "MaPLeModel",
+    "MethodSpec",
     "ProGradConfig",
     "ProGradModel",
     "ProGradTrainer",
@@ -80,6 +83,8 @@ __all__ = [
     "TCPModel",
     "VPTConfig",
     "VPTModel",
+    "method_spec",
     "register",
+    "register_method",
     "save_pretrained_atomically",
 ]

@@ -68,3 +68,39 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_each_method_folder_declares_its_spec(tiny_clip_path, class_names):
+    from peft_dor.registry import DEFAULT_DOR_WEIGHT, method_spec
+
+    expected = {
+        "COOP": ("CoOp", 8.0, "text"),
+        "COCOOP": ("CoCoOp", 2.0, "text"),
+        "KGCOOP": ("KgCoOp", 2.0, "text"),
+        "TCP": ("TCP", 2.0, "text"),
+        "PROGRAD": ("ProGrad", 2.0, "text"),
+        "VPT": ("VPT", 2.0, "image"),
+        "IVLP": ("IVLP", 2.0, "text"),
+        "MAPLE": ("MaPLe", 2.0, "text"),
+        "PROMPTSRC": ("PromptSRC", 2.0, "text"),
+    }
+    assert list(METHODS) == list(expected) and DEFAULT_DOR_WEIGHT == 2.0
+    for key, (display, weight, side) in expected.items():
+        spec = METHODS[key]
+        assert (spec.display_name, spec.default_dor_weight, spec.dor_side) == (display, weight, side)
+        assert method_spec(key.lower()) is method_spec(f"DOR_{key}") is method_spec(spec.config_class) is spec
+    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), peft_dor.CoOpConfig(class_names=class_names))
+    assert method_spec(model) is method_spec(model.get_base_model()) is method_spec(model.peft_config["default"])
+    assert method_spec(peft_dor.PromptSRCConfig(class_names=class_names)).key == "PROMPTSRC"  # not its base, IVLP
+    assert [f.name for f in __import__("dataclasses").fields(METHODS["PROMPTSRC"].options)] == ["gpa_mean", "gpa_std"]
+
+
+def test_method_spec_names_the_known_methods():
+    import pytest
+
+    from peft_dor.registry import method_spec
+
+    with pytest.raises(KeyError, match="coop, cocoop"):
+        method_spec("lora")
+    with pytest.raises(TypeError, match="not a peft-dor method"):
+        method_spec(object())

@@ -11,6 +11,7 @@ Example:
 nltk is imported only when a WordNet vocabulary is loaded.
 """
 
+from .config import DORConfig
 from .outliers import (
     OutlierPool,
     OutlierSampler,
@@ -24,8 +25,6 @@ from .outliers import (
 )
 from .regularizer import (
     DEFAULT_WEIGHT,
-    DEFAULT_WEIGHTS,
-    DORConfig,
     DORRegularizer,
     OutlierDraw,
     default_weight,
@@ -45,7 +44,6 @@ from .vocabulary import (
 
 __all__ = [
     "DEFAULT_WEIGHT",
-    "DEFAULT_WEIGHTS",
     "DORConfig",
     "DORRegularizer",
     "OutlierDraw",

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..prompting import PromptCLIP, TextPromptContext, TextTower, TokenizedPrompts
+from ..prompting import PromptCLIP
 from .vocabulary import term_key, vocabulary_hash
 
 logger = logging.getLogger(__name__)
@@ -64,30 +63,6 @@ def unwrap_prompt_model(model) -> PromptCLIP:
 
 
 # ------------------------------------------------------------------------------------------------------------ encoding
-def _tokenize_templates(wrapper: PromptCLIP, terms: Sequence[str], template: str) -> tuple[list[list[int]], list[int]]:
-    """Token ids ``[SOS] template.format(term) [EOS]`` of each term that fits the tower, and the indices kept."""
-    prompt_tokenizer = wrapper.prompt_tokenizer
-    texts = [template.format(term) for term in terms]
-    ids_list, kept = [], []
-    # One batched tokenizer call per block: the same ids as PromptTokenizer.template_prompts, far faster for 10^5 terms.
-    for start in range(0, len(texts), 8192):
-        block = prompt_tokenizer.tokenizer(texts[start : start + 8192], add_special_tokens=False)["input_ids"]
-        for offset, ids in enumerate(block):
-            row = [prompt_tokenizer.bos_id, *ids, prompt_tokenizer.eos_id]
-            if len(row) <= prompt_tokenizer.context_length:
-                ids_list.append(row)
-                kept.append(start + offset)
-    return ids_list, kept
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> TokenizedPrompts:
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return TokenizedPrompts(ids, torch.tensor([len(r) - 1 for r in rows], dtype=torch.long))
-
-
 @torch.no_grad()
 def encode_zero_shot(
     wrapper: PromptCLIP,
@@ -98,39 +73,31 @@ def encode_zero_shot(
 ) -> tuple[torch.Tensor, torch.BoolTensor]:
     """Frozen CLIP's L2-normalised features of ``template.format(term)`` for every term, in float32 on the CPU.
 
-    Prompts run in batches of ``batch_size`` with every prompt layer suspended (the adapter off) and autocast off, so
-    the features equal ``wrapper.zero_shot_text_features(terms, template)``. Terms whose prompt is longer than the text
-    tower are skipped.
+    The model's frozen-features API (``PromptCLIP.frozen_text_features``: prompts suspended, batches of
+    ``batch_size`` prompts of similar length) with autocast off and nothing cached in memory, so the features equal
+    ``wrapper.zero_shot_text_features(terms, template)``. Terms whose prompt is longer than the text tower are skipped.
 
     Returns:
         ``(features, kept)``: ``features`` is ``(N, D)`` with zero rows for skipped terms, ``kept`` a ``(N,)`` mask.
     """
-    from tqdm.auto import tqdm
-
-    ids, kept_index = _tokenize_templates(wrapper, terms, template)
-    dim = wrapper.clip.config.projection_dim
-    features = torch.zeros(len(terms), dim, dtype=torch.float32)
-    kept = torch.zeros(len(terms), dtype=torch.bool)
-    kept[kept_index] = True
-    if len(kept_index) < len(terms):
+    kept = torch.tensor(wrapper.prompt_tokenizer.fits(terms, template), dtype=torch.bool)
+    features = torch.zeros(len(terms), wrapper.clip.config.projection_dim, dtype=torch.float32)
+    n_kept = int(kept.sum())
+    if n_kept < len(terms):
         logger.warning(
-            "DOR: %d vocabulary terms are too long for the text tower and are skipped.", len(terms) - len(kept_index)
+            "DOR: %d vocabulary terms are too long for the text tower and are skipped.", len(terms) - n_kept
         )
-    tower = TextTower(wrapper.clip)
-    device = wrapper.device
-    pad_id = wrapper.prompt_tokenizer.pad_id
-    bar = tqdm(total=len(ids), desc="DOR: encoding outlier vocabulary", unit="term", disable=not progress)
-    # Batches of similar prompt lengths: each batch is padded to its longest prompt, so encoding in length order
-    # instead of vocabulary order does ~2.7x less work on WordNet (benchmarks/bench_vocabulary_cache.py).
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    with wrapper.prompts_suspended(), torch.autocast(device.type, enabled=False):
-        for start in range(0, len(ids), batch_size):
-            rows = order[start : start + batch_size]
-            prompts = _pad([ids[i] for i in rows], pad_id).to(device)
-            chunk = F.normalize(tower(TextPromptContext(prompts)).float(), dim=-1)
-            features[[kept_index[i] for i in rows]] = chunk.cpu()
-            bar.update(len(prompts))
-    bar.close()
+    if n_kept:
+        names = [term for term, fits in zip(terms, kept.tolist(), strict=True) if fits]
+        with torch.autocast(wrapper.device.type, enabled=False):
+            features[kept] = wrapper.frozen_text_features(
+                names,
+                template,
+                cache=None,
+                batch_size=batch_size,
+                device="cpu",
+                progress="DOR: encoding outlier vocabulary" if progress else None,
+            )
     return features, kept
 
 

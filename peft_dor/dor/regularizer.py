@@ -10,20 +10,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..prompting.config import check_number, check_template
-from ..prompting.layers import PromptLayer
+from ..prompting import PromptLayer
+from ..registry import DEFAULT_DOR_WEIGHT, MethodSpec, method_spec
+from .config import DEFAULT_POOL_SIZE, DORConfig, check_outlier_images
 from .outliers import (
-    RESAMPLES,
-    SAMPLINGS,
-    SELECTIONS,
     OutlierPool,
     OutlierSampler,
     build_image_pool,
@@ -31,221 +29,42 @@ from .outliers import (
     draw_number,
     unwrap_prompt_model,
 )
-from .vocabulary import clean_terms, default_cache_dir, load_vocabulary, term_key
+from .vocabulary import default_cache_dir, load_vocabulary, term_key
 
-#: λ per method (keys are ``DorPeftType`` names) where it differs from :data:`DEFAULT_WEIGHT` (DOR paper: 8 for CoOp).
-#: A method config's ``default_dor_weight`` class attribute, when it has one, takes precedence.
-DEFAULT_WEIGHTS: dict[str, float] = {"COOP": 8.0}
-#: λ of every method not in :data:`DEFAULT_WEIGHTS` (DOR paper: 2 for CoCoOp, MaPLe, KgCoOp, TCP, ...).
-DEFAULT_WEIGHT = 2.0
-SIDES = ("text", "image")
+#: λ of a method that does not declare its own (each method's folder declares it: ``method_spec(model)``)
+DEFAULT_WEIGHT = DEFAULT_DOR_WEIGHT
 #: pool positions whose zero-shot image targets are encoded together (see ``DORRegularizer._image_targets_for``)
 IMAGE_TARGET_BLOCK = 32
 
 
 def default_weight(method: str | None) -> float:
-    """The paper's λ for a method key such as ``"COOP"`` (8.0) or ``"MAPLE"`` (2.0)."""
-    return DEFAULT_WEIGHTS.get((method or "").upper(), DEFAULT_WEIGHT)
+    """The paper's λ for a method key such as ``"COOP"`` (8.0) or ``"MAPLE"`` (2.0), as its folder declares it."""
+    try:
+        return float(method_spec(method).default_dor_weight)
+    except (KeyError, TypeError):
+        return DEFAULT_WEIGHT
 
 
-def _active_method_config(model):
-    tuner = unwrap_prompt_model(model).method
-    return None if tuner is None else tuner.active_config()
+def _spec(model) -> MethodSpec | None:
+    try:
+        return method_spec(unwrap_prompt_model(model))
+    except TypeError:
+        return None
 
 
 def method_key(model) -> str | None:
     """The ``DorPeftType`` name (``"COOP"``, ...) of a prompt model's active adapter, or ``None``."""
-    peft_type = getattr(_active_method_config(model), "peft_type", None)
-    name = getattr(peft_type, "name", None)
-    if name is None and isinstance(peft_type, str):
-        name = peft_type.removeprefix("DOR_")
-    return name
+    spec = _spec(model)
+    return None if spec is None else spec.key
 
 
 def method_defaults(model) -> tuple[float, str]:
-    """``(λ, side)`` for a prompt model's active method: its config's ``default_dor_weight`` / ``default_dor_side``
-    class attributes when defined, else :func:`default_weight` and ``"text"``."""
-    config = _active_method_config(model)
-    weight = getattr(config, "default_dor_weight", None)
-    if weight is None:
-        weight = default_weight(method_key(model))
-    return float(weight), getattr(config, "default_dor_side", None) or "text"
-
-
-def _check_outlier_images(images) -> None:
-    if images is None:
-        raise ValueError(
-            "Image-side DOR (side='image', the default for vision-only methods such as VPT) needs `outlier_images`: "
-            "a (N, 3, H, W) tensor of preprocessed images or a dataset of them (the paper uses ImageNet-1K images)."
-        )
-    if isinstance(images, torch.Tensor) and (images.dim() != 4 or images.shape[1] != 3):
-        raise ValueError(
-            f"`outlier_images` must be a (N, 3, H, W) tensor of images preprocessed with the CLIP image processor; "
-            f"got shape {tuple(images.shape)}."
-        )
-    if hasattr(images, "__len__") and len(images) == 0:
-        raise ValueError("`outlier_images` is empty; image-side DOR needs at least one outlier image.")
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_vocabulary(vocabulary) -> None:
-    """Cheap checks of a vocabulary specification, so a wrong one fails when the config is made, not at training."""
-    if isinstance(vocabulary, (str, os.PathLike)):
-        if str(vocabulary).lower() != "wordnet" and not os.path.isfile(vocabulary):
-            raise ValueError(
-                f"`vocabulary` must be 'wordnet', a list of terms or a text file with one term per line; "
-                f"{str(vocabulary)!r} is not a file."
-            )
-        return
-    if not isinstance(vocabulary, list):
-        raise TypeError(f"`vocabulary` must be 'wordnet', a path or a list of terms; got {type(vocabulary).__name__}.")
-    if not clean_terms(vocabulary):
-        raise ValueError(
-            "`vocabulary` is empty (no non-blank term); give at least a few terms that are not class names."
-        )
-
-
-@dataclass
-class DORConfig:
-    """Configuration of Dynamic Outlier Regularization (Wang et al., ICML 2025).
-
-    Defaults follow the official code where it is known (per-step resampling, as many outliers as training classes,
-    uniform without replacement, one generic template ``"a photo of a {}."``) and the paper's description otherwise
-    (WordNet nouns, top-5000 "near" pool, λ = 8 for CoOp and 2 for the other methods).
-
-    Example:
-        ```python
-        from peft_dor import DORConfig, DORTrainer
-
-        trainer = DORTrainer(model=model, args=args, train_dataset=train, dor=DORConfig())  # λ from the method
-        trainer = DORTrainer(model=model, args=args, train_dataset=train, dor=DORConfig(weight=4.0, resample="epoch"))
-        ```
-    """
-
-    weight: float | None = field(
-        default=None,
-        metadata={"help": "λ, the weight of the DOR loss. None: the method's default (8 for CoOp, 2 otherwise)."},
-    )
-    pool_size: int = field(
-        default=5000, metadata={"help": "Number of vocabulary terms (or outlier images) in the outlier pool (K)."}
-    )
-    num_outliers: int | None = field(
-        default=None,
-        metadata={"help": "Outliers drawn per forward (B). None: the number of training classes (official code)."},
-    )
-    selection: str = field(
-        default="near",
-        metadata={
-            "help": "Which terms form the pool: 'near' (highest mean similarity to the classes), 'far' (lowest) or "
-            "'random' (a seeded random subset)."
-        },
-    )
-    resample: str = field(
-        default="step",
-        metadata={"help": "'step': new outliers for every forward (official code); 'epoch': one draw per epoch."},
-    )
-    sampling: str = field(
-        default="uniform",
-        metadata={
-            "help": "'uniform' (without replacement), 'similarity' (weights softmax(score / temperature)) or 'cycle' "
-            "(shuffle the pool and consume it in chunks of num_outliers)."
-        },
-    )
-    temperature: float = field(default=0.1, metadata={"help": "Softmax temperature of sampling='similarity'."})
-    template: str = field(
-        default="a photo of a {}.",
-        metadata={"help": "Template of the zero-shot outlier targets and of the pool scoring (one '{}')."},
-    )
-    class_template: str | None = field(
-        default=None,
-        metadata={"help": "Template of the class features used to score the vocabulary; None: `template`."},
-    )
-    vocabulary: str | list[str] = field(
-        default="wordnet",
-        metadata={
-            "help": "'wordnet' (WordNet 3.0 noun lemma names), a list of terms, or a text file with one term per line."
-        },
-    )
-    side: str | None = field(
-        default=None,
-        metadata={
-            "help": "'text' (outlier words, for methods with text prompts) or 'image' (outlier images). None: the "
-            "method's default ('image' for vision-only methods such as VPT, 'text' otherwise)."
-        },
-    )
-    outlier_images: Any = field(
-        default=None,
-        repr=False,
-        metadata={
-            "help": "side='image': a (N, 3, H, W) tensor of preprocessed outlier images, or a dataset whose items "
-            "are such tensors or dicts with 'pixel_values'."
-        },
-    )
-    cache_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Cache root for WordNet and vocabulary features; None: $PEFT_DOR_CACHE or ~/.cache/peft_dor."
-        },
-    )
-    cache_features: bool = field(
-        default=True, metadata={"help": "Cache the vocabulary's zero-shot features on disk (reused by later runs)."}
-    )
-    seed: int | None = field(
-        default=None, metadata={"help": "Seed of pool selection and sampling; None: the run's seed (args.seed)."}
-    )
-    eps: float = field(default=1e-7, metadata={"help": "eps of the cosine similarity (official code: 1e-7)."})
-    batch_size: int = field(
-        default=512, metadata={"help": "Prompts per text-tower call when encoding the vocabulary (no gradients)."}
-    )
-
-    def __post_init__(self) -> None:
-        if self.weight is not None:
-            check_number(self.weight, "weight", hint=", or None for the method's default")
-        for name in ("pool_size", "batch_size"):
-            value = getattr(self, name)
-            if not _is_count(value):
-                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if self.num_outliers is not None and not _is_count(self.num_outliers):
-            raise ValueError(
-                f"`num_outliers` must be a positive integer, or None for the number of training classes; "
-                f"got {self.num_outliers!r}."
-            )
-        if self.num_outliers is not None and self.num_outliers > self.pool_size:
-            raise ValueError(
-                f"`num_outliers`={self.num_outliers} outliers per draw cannot come from a pool of `pool_size`="
-                f"{self.pool_size}; lower num_outliers or raise pool_size."
-            )
-        for name, choices in (
-            ("selection", SELECTIONS),
-            ("resample", RESAMPLES),
-            ("sampling", SAMPLINGS),
-            ("side", (*SIDES, None)),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}; got {getattr(self, name)!r}.")
-        check_number(self.temperature, "temperature", strict=True, hint=" (sampling='similarity': e.g. 0.1)")
-        check_template(self.template, "template")
-        if self.class_template is not None:
-            check_template(self.class_template, "class_template")
-        if self.side == "image":
-            _check_outlier_images(self.outlier_images)
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"`seed` must be a non-negative integer or None; got {self.seed!r}.")
-        if not isinstance(self.vocabulary, (str, os.PathLike)) and isinstance(self.vocabulary, Iterable):
-            self.vocabulary = list(self.vocabulary)
-        _check_vocabulary(self.vocabulary)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain values (outlier images summarised), e.g. for logging a run's configuration."""
-        values = dataclasses.asdict(dataclasses.replace(self, outlier_images=None))
-        if self.outlier_images is not None:
-            values["outlier_images"] = f"<{len(self.outlier_images)} images>"
-        if isinstance(self.vocabulary, list):
-            values["vocabulary"] = f"<{len(self.vocabulary)} terms>"
-        return values
+    """``(λ, side)`` for a prompt model's active method, as its folder declares them (``method_spec(model)``), else
+    :data:`DEFAULT_WEIGHT` and ``"text"``."""
+    spec = _spec(model)
+    if spec is None:
+        return DEFAULT_WEIGHT, "text"
+    return float(spec.default_dor_weight), spec.dor_side
 
 
 @dataclass
@@ -353,13 +172,13 @@ class DORRegularizer:
             terms = load_vocabulary(config.vocabulary, self.cache_root())
             class_keys = {term_key(name) for name in names}
             # Every candidate can be counted before the expensive encoding (terms too long for the tower aside).
-            self._check_pool_size(sum(term_key(term) not in class_keys for term in terms))
+            pool_size = self._pool_size_for(sum(term_key(term) not in class_keys for term in terms))
             feature_cache = os.path.join(self.cache_root(), "dor") if config.cache_features else None
             pool = build_text_pool(
                 wrapper,
                 terms,
                 names,
-                pool_size=config.pool_size,
+                pool_size=pool_size,
                 selection=config.selection,
                 template=config.template,
                 class_template=config.class_template,
@@ -369,10 +188,11 @@ class DORRegularizer:
                 progress=progress,
             )
             pool.features = pool.features.to(wrapper.device)
-            self._check_pool_size(len(pool))
+            if config.pool_size is not None:
+                self._pool_size_for(len(pool))
         else:
-            _check_outlier_images(config.outlier_images)
-            pool = build_image_pool(len(config.outlier_images), config.pool_size, self.seed)
+            check_outlier_images(config.outlier_images)
+            pool = build_image_pool(len(config.outlier_images), config.pool_size or DEFAULT_POOL_SIZE, self.seed)
             self._image_targets = {}
         if config.num_outliers is not None and config.num_outliers > len(pool):
             raise ValueError(
@@ -386,13 +206,23 @@ class DORRegularizer:
         self.pool = pool
         return pool
 
-    def _check_pool_size(self, candidates: int) -> None:
+    def _pool_size_for(self, candidates: int) -> int:
+        """The pool size to select: ``config.pool_size``, which must not exceed the candidates, or when unset all
+        candidates up to :data:`DEFAULT_POOL_SIZE`."""
+        if self.config.pool_size is None:
+            if candidates < 1:
+                raise ValueError(
+                    "The vocabulary has only 0 terms that are not class names, so DOR has no outliers; give a "
+                    "vocabulary with other words (DORConfig(vocabulary=...))."
+                )
+            return min(candidates, DEFAULT_POOL_SIZE)
         if candidates < self.config.pool_size:
             raise ValueError(
                 f"`pool_size`={self.config.pool_size} but the vocabulary has only {candidates} terms that are not class "
                 "names (and fit the text tower); pass pool_size <= that number (it is the whole vocabulary then) or a "
-                "larger vocabulary."
+                "larger vocabulary, or leave pool_size unset for all of them."
             )
+        return self.config.pool_size
 
     def check_model(self, model) -> str:
         """Check that DOR as configured can regularise ``model`` and return the side it acts on; cheap (no vocabulary
@@ -417,7 +247,7 @@ class DORRegularizer:
             )
         if side == "image":
             images = self.config.outlier_images
-            _check_outlier_images(images)
+            check_outlier_images(images)
             size = clip.config.vision_config.image_size
             if isinstance(images, torch.Tensor) and tuple(images.shape[-2:]) != (size, size):
                 raise ValueError(

@@ -17,8 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .layers import PromptLayer
-from .text import PromptTokenizer, TextContextLayer, TextPromptContext, TextTower
+from .checks import check_class_names, check_template
+from .frozen import FrozenTextCache, autocast_key
+from .layers import PromptLayer, TextContextLayer
+from .text import TextPromptContext, TextTower
+from .tokenizer import PromptTokenizer
 
 
 @dataclass
@@ -80,10 +83,8 @@ class PromptCLIP(nn.Module):
         self.text_checkpointing = False
         self._prompt_tokenizer: PromptTokenizer | None = None
         self._method_ref = None
-        self._zero_shot_cache: dict[tuple, torch.Tensor] = {}
+        self._frozen_text = FrozenTextCache()
         self._class_feature_cache: tuple[tuple, torch.Tensor] | None = None
-        #: the current forward's inputs while ``method_losses`` runs (PromptSRC needs the raw pixels); else empty
-        self.forward_inputs: dict[str, torch.Tensor | None] = {}
 
     # ------------------------------------------------------------------ set-up
     def attach_method(self, method) -> None:
@@ -100,9 +101,7 @@ class PromptCLIP(nn.Module):
 
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Classify among ``class_names`` from now on, with the same learned prompts (base-to-new evaluation)."""
-        from .config import _check_class_names
-
-        names = _check_class_names(class_names)
+        names = check_class_names(class_names)
         method = self.method
         if method is not None:
             method.check_class_names(names)
@@ -210,6 +209,52 @@ class PromptCLIP(nn.Module):
                 layer.suspended = state
 
     @torch.no_grad()
+    def frozen_text_features(
+        self,
+        names: Sequence[str] | None = None,
+        template: str | None = None,
+        *,
+        normalize: bool = True,
+        cache: str | None = "list",
+        batch_size: int | None = None,
+        device: torch.device | str | None = None,
+        progress: str | None = None,
+    ) -> torch.Tensor:
+        """Frozen CLIP's features of ``template.format(name)`` (adapter disabled): the one frozen-features API.
+
+        Prompts run in batches of similar length through the base model with every prompt layer suspended, under the
+        caller's autocast (part of the cache key); the result is float32. See ``peft_dor.prompting.frozen``.
+
+        Args:
+            names: names to encode; defaults to the class names.
+            template: defaults to the model's template.
+            normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
+                templates).
+            cache: ``"list"`` keeps the result for this exact name list (class names); ``"names"`` keeps one row per
+                name, each new name encoded on its own (names drawn afresh each step); None keeps nothing (one-off
+                lists, e.g. a whole vocabulary).
+            batch_size: prompts per text-tower pass; default ``text_chunk_size`` (all at once when None).
+            device: where the result goes; default the model's device.
+            progress: a progress-bar label, or None for no bar.
+
+        Example:
+            ```python
+            targets = wrapper.frozen_text_features(["lamp", "tree"], "a photo of a {}.", cache="names")  # (2, D)
+            ```
+        """
+        names = self.class_names if names is None else list(names)
+        template = check_template(self.template if template is None else template)
+        return self._frozen_text(
+            self,
+            names,
+            template,
+            normalize=normalize,
+            cache=cache,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+
     def zero_shot_text_features(
         self,
         names: Sequence[str] | None = None,
@@ -217,45 +262,54 @@ class PromptCLIP(nn.Module):
         cache: bool = True,
         normalize: bool = True,
     ) -> torch.Tensor:
-        """Frozen CLIP's L2-normalised features of ``template.format(name)`` (adapter disabled), cached.
+        """Frozen CLIP's L2-normalised features of ``template.format(name)`` (adapter disabled), cached per name list:
+        :meth:`frozen_text_features` with ``cache="list"`` (``cache=False``: nothing kept).
 
         Args:
             names: names to encode; defaults to the class names.
             template: defaults to the model's template.
-            cache: keep the result for the next call with the same names; pass False for one-off name lists (e.g.
-                outliers drawn anew each step) so the cache does not grow without bound.
-            normalize: False returns the projected features before L2 normalisation (PromptSRC averages those over
-                templates).
+            cache: keep the result for the next call with the same names; pass False for one-off name lists.
+            normalize: False returns the projected features before L2 normalisation.
         """
-        from .config import check_template
-
-        names = tuple(self.class_names if names is None else names)
-        template = check_template(self.template if template is None else template)
-        key = (
-            names,
-            template,
-            self.device,
-            torch.get_autocast_dtype(self.device.type) if torch.is_autocast_enabled(self.device.type) else None,
-            normalize,
-        )
-        cached = self._zero_shot_cache.get(key)
-        if cached is None:
-            prompts = self.prompt_tokenizer.template_prompts(names, template).to(self.device)
-            tower = TextTower(self.clip)
-            chunk = self.text_chunk_size or len(names)
-            with self.prompts_suspended():
-                pieces = [
-                    tower(TextPromptContext(prompts.select(slice(s, s + chunk)))) for s in range(0, len(names), chunk)
-                ]
-            cached = torch.cat(pieces).float()
-            cached = F.normalize(cached, dim=-1) if normalize else cached
-            if cache:
-                self._zero_shot_cache[key] = cached
-        return cached
+        return self.frozen_text_features(names, template, normalize=normalize, cache="list" if cache else None)
 
     # ------------------------------------------------------------------ images
-    def encode_image(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None):
-        """L2-normalised image features from pixels (through any vision prompts) or from precomputed embeddings."""
+    def check_pixel_values(self, pixel_values, argument: str = "pixel_values") -> None:
+        """Raise ``ValueError`` naming ``argument`` unless it is a ``(B, C, H, W)`` floating-point tensor with the
+        vision tower's channels and image size (before transformers would fail with a shape error deep inside)."""
+        vision = self.clip.config.vision_config
+        channels, size = int(getattr(vision, "num_channels", 3)), int(vision.image_size)
+        expected = f"(batch, {channels}, {size}, {size})"
+        fix = "preprocess the images with the base model's CLIP image processor (CLIPImageProcessor)"
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(
+                f"`{argument}` must be a torch.Tensor {expected}; got {type(pixel_values).__name__}: {fix}."
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"`{argument}` must hold floating-point pixel values {expected}; got dtype {pixel_values.dtype} "
+                f"(raw 0-255 images?): {fix}."
+            )
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (channels, size, size):
+            layout = (
+                " (channels last? use pixel_values.permute(0, 3, 1, 2))"
+                if pixel_values.shape[-1:] == (channels,) and pixel_values.dim() == 4
+                else ""
+            )
+            raise ValueError(
+                f"`{argument}` must be a 4-D tensor {expected}, channels first, at the model's image size; got shape "
+                f"{tuple(pixel_values.shape)}{layout}: {fix}."
+            )
+
+    def encode_image(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        argument: str = "pixel_values",
+    ):
+        """L2-normalised image features from pixels (through any vision prompts) or from precomputed embeddings.
+
+        ``pixel_values`` are checked first (:meth:`check_pixel_values`; ``argument`` names them in the error)."""
         if image_embeds is not None and any(
             layer.active_prompt_adapter() is not None
             for layer in self.clip.vision_model.modules()
@@ -271,6 +325,7 @@ class PromptCLIP(nn.Module):
                     "Pass `pixel_values` (preprocessed images, (B, 3, H, W)) or `image_embeds` (cached projected "
                     "image features, (B, D))."
                 )
+            self.check_pixel_values(pixel_values, argument)
             image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
         return F.normalize(image_embeds, dim=-1)
 
@@ -289,8 +344,7 @@ class PromptCLIP(nn.Module):
             for name, param in layer.named_parameters():
                 if not name.startswith("base_layer."):
                     state.append((id(param), param._version))
-        autocast = torch.is_autocast_enabled(self.device.type)
-        state.append(torch.get_autocast_dtype(self.device.type) if autocast else None)
+        state.append(autocast_key(self.device))
         return tuple(state)
 
     def _can_cache_class_features(self) -> bool:
@@ -373,7 +427,7 @@ class PromptCLIP(nn.Module):
             loss = F.cross_entropy(logits.float(), labels.long())
         extra_image = None
         if extra_pixel_values is not None:
-            extra_image = self.encode_image(extra_pixel_values)
+            extra_image = self.encode_image(extra_pixel_values, argument="extra_pixel_values")
         output = PromptClassifierOutput(
             loss=loss,
             logits=logits,
@@ -385,9 +439,5 @@ class PromptCLIP(nn.Module):
         )
         method = self.method
         if method is not None and self.training:
-            self.forward_inputs = {"pixel_values": pixel_values, "labels": labels}
-            try:
-                output.losses = method.method_losses(output, self)
-            finally:
-                self.forward_inputs = {}
+            output.losses = method.method_losses(output, self, pixel_values=pixel_values, labels=labels)
         return output if return_dict else output.to_tuple()

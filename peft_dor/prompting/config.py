@@ -1,78 +1,15 @@
-"""Configuration fields shared by every prompt method."""
+"""Config bases: the fields every prompt method shares, CoOp-style context, and prompts that go deep."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from string import Formatter
 from typing import ClassVar
 
 from peft import PeftConfig
 
-from .text import CLASS_TOKEN_POSITIONS, PromptLayout
-
-
-def _check_class_names(class_names) -> list[str]:
-    if class_names is None or isinstance(class_names, str) or len(class_names) == 0:
-        raise ValueError(
-            f"`class_names` must be a non-empty list of strings, e.g. class_names=['cat', 'dog']; got {class_names!r}."
-        )
-    names = list(class_names)
-    seen: dict[str, str] = {}
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"`class_names` must hold non-empty strings; got {name!r}. Remove or rename it.")
-        # CLIP's tokenizer lower-cases and normalises whitespace, so these would give identical prompts.
-        key = " ".join(name.casefold().split())
-        if key in seen:
-            raise ValueError(
-                f"`class_names` holds duplicates: {seen[key]!r} and {name!r} give the same prompt. "
-                "Give every class a distinct name."
-            )
-        seen[key] = name
-    return names
-
-
-def check_template(template: str, argument: str = "template") -> str:
-    """Validate a hand-crafted template such as ``"a photo of a {}."``.
-
-    The template must format with one name and nothing else: exactly one ``{}`` placeholder, no named or numbered
-    fields (``{x}``, ``{0}``) and balanced braces (write a literal brace as ``{{`` or ``}}``).
-    """
-    fields = None
-    if isinstance(template, str):
-        try:
-            fields = [
-                (name, spec, conversion)
-                for _, name, spec, conversion in Formatter().parse(template)
-                if name is not None
-            ]
-        except ValueError:  # unbalanced braces, e.g. "a photo of a {}. }"
-            fields = None
-    if fields != [("", "", None)]:
-        raise ValueError(
-            f"`{argument}` must contain exactly one '{{}}' placeholder for the class name, e.g. 'a photo of a {{}}.'; "
-            f"got {template!r}. Other braces must be doubled ('{{{{', '}}}}')."
-        )
-    return template
-
-
-def check_number(value, argument: str, *, minimum: float = 0.0, strict: bool = False, hint: str = "") -> float:
-    """Raise ``ValueError`` naming ``argument`` unless ``value`` is a finite real number ``>= minimum`` (``>`` when
-    ``strict``); booleans are rejected. Returns the value.
-
-    Example:
-        ```python
-        check_number(8.0, "kg_weight")                  # 8.0
-        check_number(0.0, "ctx_std", strict=True)       # ValueError: `ctx_std` must be a finite number > 0; got 0.0.
-        ```
-    """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        relation = ">" if strict else ">="
-        raise ValueError(f"`{argument}` must be a finite number {relation} {minimum:g}{hint}; got {value!r}.")
-    return value
+from .checks import check_class_names, check_number, check_template
+from .tokenizer import CLASS_TOKEN_POSITIONS, PromptLayout, phrase_words
+from .vision import prompt_targets
 
 
 @dataclass
@@ -112,7 +49,7 @@ class PromptConfig(PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.class_names = _check_class_names(self.class_names)
+        self.class_names = check_class_names(self.class_names)
         check_template(self.template)
         if self.tokenizer_name_or_path is not None and not isinstance(self.tokenizer_name_or_path, str):
             raise TypeError(
@@ -169,9 +106,10 @@ class ContextPromptConfig(PromptConfig):
     n_ctx: int | None = field(
         default=None,
         metadata={
-            "help": "Number of learned context tokens. None: one per token of `ctx_init`, or the method's default "
-            "(16 for CoOp) with random init. A number smaller than the phrase learns only its first n tokens and "
-            "keeps the rest of the phrase as fixed words (MaPLe's and IVLP's layout)."
+            "help": "Number of learned context tokens. None: one per word of `ctx_init` (the official rule; the phrase's "
+            "tokens beyond them stay fixed words), or the method's default (16 for CoOp) with random init. A number "
+            "smaller than the phrase learns only its first n tokens and keeps the rest of the phrase as fixed words "
+            "(MaPLe's and IVLP's layout)."
         },
     )
     ctx_init: str | None = field(
@@ -196,8 +134,10 @@ class ContextPromptConfig(PromptConfig):
             )
         if self.ctx_init is not None and not self.ctx_init.strip():
             self.ctx_init = None
-        if self.n_ctx is None and not self.ctx_init:
-            self.n_ctx = self.default_n_ctx
+        if self.n_ctx is None:
+            # the official rule (CoOp, CoCoOp, ProGrad, MaPLe): one learned slot per *word* of the phrase; a word of
+            # several tokens leaves its last tokens as fixed words after the context
+            self.n_ctx = phrase_words(self.ctx_init) if self.ctx_init else self.default_n_ctx
         if self.n_ctx is not None and (
             not isinstance(self.n_ctx, int) or isinstance(self.n_ctx, bool) or self.n_ctx < 1
         ):
@@ -212,6 +152,76 @@ class ContextPromptConfig(PromptConfig):
         return bool(self.ctx_init)
 
     def prompt_layout(self) -> PromptLayout:
-        """The layout of the learned prompt; ``n_ctx`` may be None (one slot per phrase token)."""
+        """The layout of the learned prompt: the phrase (or ``n_ctx`` placeholders), its first ``n_ctx`` tokens learned."""
         prefix = self.ctx_init.replace("_", " ") if self.ctx_init else " ".join(["X"] * self.n_ctx)
         return PromptLayout(prefix=prefix, n_ctx=self.n_ctx, class_token_position=self.class_token_position)
+
+
+class DeepPromptConfigMixin:
+    """For configs whose prompts go ``J`` layers deep in one or both towers.
+
+    A config lists its towers in :meth:`prompt_depths`; the default ``target_modules`` follow from them, and
+    :meth:`fit_to_model` checks them against the CLIP model the adapter is injected into.
+    """
+
+    def prompt_depths(self) -> dict[str, tuple[str, int | None]]:  # pragma: no cover - abstract
+        """Tower -> (name of the config field holding its depth, the depth; 0: tower untouched, None: all layers)."""
+        raise NotImplementedError
+
+    def default_targets(self) -> list[str]:
+        """The modules the prompts wrap, or ``[]`` while a depth still waits for the model (``None``)."""
+        depths = {tower: depth for tower, (_, depth) in self.prompt_depths().items()}
+        return [] if None in depths.values() else prompt_targets(depths)
+
+    def resolve_depth(self, field_name: str, n_layers: int) -> None:
+        """Fill in a depth left as ``None`` ("every layer") once the model is known (VPT's ``deep=True``)."""
+        raise ValueError(f"`{field_name}` must be set.")
+
+    def fit_to_model(self, clip_config) -> None:
+        """Check the depths against ``clip_config`` and fill in ``target_modules`` if the user gave none."""
+        for tower, (field_name, depth) in self.prompt_depths().items():
+            n_layers = getattr(clip_config, f"{tower}_config").num_hidden_layers
+            if depth is None:
+                self.resolve_depth(field_name, n_layers)
+            elif depth > n_layers:
+                raise ValueError(
+                    f"`{field_name}`={depth} but the {tower} tower has only {n_layers} layers; "
+                    f"use a depth between 1 and {n_layers}."
+                )
+        if not self.target_modules:
+            self.target_modules = self.default_targets()
+
+
+@dataclass
+class DeepContextPromptConfig(DeepPromptConfigMixin, ContextPromptConfig):
+    """A :class:`ContextPromptConfig` whose text context also has deep prompts (IVLP, MaPLe, PromptSRC).
+
+    Every prompted text layer overwrites the same ``n_ctx`` slots, so ``n_ctx`` is a fixed number (the method's
+    ``default_n_ctx`` when not given). With ``ctx_init`` the context starts as the phrase's first ``n_ctx`` word
+    embeddings and the rest of the phrase stays a fixed part of the prompt; ``ctx_init=None`` (or ``""``) gives a
+    random context in ``X`` placeholder slots. Subclasses add their depth fields and :meth:`prompt_depths`.
+    """
+
+    n_ctx: int | None = field(
+        default=None,
+        metadata={
+            "help": "Learned text tokens per layer; None: the method's default (4 for IVLP and PromptSRC, 2 for "
+            "MaPLe). With `ctx_init`, the first n_ctx words of the phrase are learned and the rest stays fixed."
+        },
+    )
+    ctx_init: str | None = field(
+        default="a photo of a",
+        metadata={"help": "Phrase whose first n_ctx word embeddings initialise the text context; None for random."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_ctx is None:  # before the parent, for which None with a phrase means "one token per word"
+            self.n_ctx = self.default_n_ctx
+        super().__post_init__()
+        if not self.target_modules:
+            self.target_modules = self.default_targets()
+
+    @property
+    def deep_text_tokens(self) -> int:
+        """Slots each deep text layer overwrites (1..n_ctx): the same as the input context."""
+        return self.n_ctx

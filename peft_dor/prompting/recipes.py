@@ -1,4 +1,4 @@
-"""Published training settings per method, so scripts and docs read them from one place (METHODS.md §3)."""
+"""Published training settings per method, so scripts and docs read them from one place."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class TrainingRecipe:
     """One source's training settings for a method (``CoCoOpConfig.training_defaults["original"]`` and so on).
 
-    What every method shares is the protocol's (PROTOCOL.md §8): SGD momentum 0.9, weight decay 5e-4 (coupled L2 for
+    What every method shares is the protocol's (docs/protocol.md): SGD momentum 0.9, weight decay 5e-4 (coupled L2 for
     Adam too), one warm-up epoch at a constant 1e-5, then cosine annealing stepped per epoch.
 
     Example:

@@ -13,6 +13,7 @@ from torch import nn
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .layers import PromptLayer
 from .text import TextPromptContext
+from .tokenizer import prompt_name
 
 
 class PromptTuner(BaseTuner):
@@ -110,14 +111,14 @@ class PromptTuner(BaseTuner):
 
         Every learned prompt and every zero-shot prompt (each adapter's ``template``) must fit the text tower, every
         name must have tokens, and no two names may tokenise alike (CLIP's tokenizer normalises case, whitespace and
-        Unicode composition: "café" typed with a combining accent is "café").
+        Unicode composition: "café" typed with a combining accent is "café"; ``_`` is a space in the prompt).
         """
         wrapper = self.model
         wrapper.tokenize(class_names)
         tokenizer = wrapper.prompt_tokenizer
         seen: dict[tuple[int, ...], str] = {}
         for name in class_names:
-            ids = tuple(tokenizer.piece_ids(name))
+            ids = tuple(tokenizer.piece_ids(prompt_name(name)))
             if not ids:
                 raise ValueError(
                     f"The class name {name!r} has no tokens for CLIP's tokenizer, so its prompt would not name it. "
@@ -139,9 +140,30 @@ class PromptTuner(BaseTuner):
     def prepare_text_context(self, context: TextPromptContext, wrapper: PromptCLIP) -> None:
         """Add per-pass inputs the method's layers need (e.g. TCP's class knowledge) to ``context.extras``."""
 
-    def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
-        """The method's own weighted training losses, e.g. ``{"kg": 8 * (1 - cos)}`` (empty by default)."""
+    def method_losses(
+        self,
+        output: PromptClassifierOutput,
+        wrapper: PromptCLIP,
+        *,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The method's own weighted training losses, e.g. ``{"kg": 8 * (1 - cos)}`` (empty by default).
+
+        Called by the classifier's forward in training mode with its output and that forward's inputs
+        (``pixel_values`` is None when the batch came as cached ``image_embeds``).
+        """
         return {}
+
+
+class DeepPromptTuner(PromptTuner):
+    """A :class:`PromptTuner` whose config (a :class:`DeepPromptConfigMixin`) places prompts at a depth per tower."""
+
+    def _prepare_adapter_config(self, peft_config, model_config):
+        # Runs inside every injection (get_peft_model, add_adapter, load_adapter), before modules are matched.
+        peft_config = super()._prepare_adapter_config(peft_config, model_config)
+        peft_config.fit_to_model(self.model.clip.config)
+        return peft_config
 
 
 def adapter_tensor_shapes(model: nn.Module, adapter_name: str) -> dict[str, torch.Size]:

@@ -17,7 +17,8 @@ from .schedule import (
     protocol_lr,
     protocol_lr_lambda,
 )
-from .trainer import DORTrainer, LossTerms, accuracy_compute_metrics, default_compute_metrics
+from .terms import LossTerms
+from .trainer import DORTrainer, accuracy_compute_metrics, default_compute_metrics
 
 __all__ = [
     "OPTIMIZER_DEFAULTS",

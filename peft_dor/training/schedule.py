@@ -20,13 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-#: the protocol's optimiser defaults by name (PROTOCOL.md §8.1); keyword arguments override them
+#: the protocol's optimiser defaults by name (docs/protocol.md); keyword arguments override them
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 5e-4},
     "adam": {"betas": (0.9, 0.999), "eps": 1e-3, "weight_decay": 5e-4},
@@ -122,3 +123,31 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, steps_per_epoch
     if name not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler name {name!r}; choose one of {sorted(SCHEDULERS)}.")
     return SCHEDULERS[name](optimizer, steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, **kwargs)
+
+
+def check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs) -> None:
+    """Fail in ``DORTrainer.__init__``, not at the first step, on unknown optimiser or schedule settings."""
+    if optimizer_name is not None and (
+        not isinstance(optimizer_name, str) or optimizer_name.lower() not in _OPTIMIZER_CLASSES
+    ):
+        raise ValueError(
+            f"`optimizer_name` must be one of {sorted(_OPTIMIZER_CLASSES)} or None (args.optim); got {optimizer_name!r}."
+        )
+    for argument, value in (("optimizer_kwargs", optimizer_kwargs), ("scheduler_kwargs", scheduler_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"`{argument}` must be a dict or None; got {type(value).__name__}.")
+    if optimizer_name is not None and optimizer_kwargs:
+        cls = _OPTIMIZER_CLASSES[optimizer_name.lower()]
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "lr"}
+        unknown = sorted(set(optimizer_kwargs) - accepted)
+        if unknown:
+            raise ValueError(
+                f"`optimizer_kwargs` has options {unknown} that {cls.__name__} does not take; it takes "
+                f"{sorted(accepted)} (defaults: {OPTIMIZER_DEFAULTS[optimizer_name.lower()]})."
+            )
+    if scheduler_name is not None and scheduler_name not in SCHEDULERS:
+        raise ValueError(f"`scheduler_name` must be one of {sorted(SCHEDULERS)} or None; got {scheduler_name!r}.")
+    if optimizer_kwargs and optimizer_name is None:
+        raise ValueError("`optimizer_kwargs` only apply with optimizer_name='sgd' or 'adam'; set it or drop them.")
+    if scheduler_kwargs and scheduler_name is None:
+        raise ValueError("`scheduler_kwargs` only apply with scheduler_name='protocol'; set it or drop them.")

@@ -8,12 +8,10 @@ would break gradient synchronisation, which is why everything comes out of the o
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,9 +21,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..dor.outliers import unwrap_prompt_model
 from ..dor.regularizer import DORConfig, DORRegularizer, OutlierDraw
-from .gpa import GPACallback
+from ..registry import method_spec_or_none, trainer_class_for
 from .saving import staged_directory
-from .schedule import _OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS, SCHEDULERS, build_optimizer, build_scheduler
+from .schedule import build_optimizer, build_scheduler, check_optimizer_settings
+from .terms import LossTerms
 
 logger = logging.getLogger(__name__)
 
@@ -53,50 +52,6 @@ def default_compute_metrics() -> Callable[..., dict[str, float]]:
     return calibration_compute_metrics()
 
 
-@dataclass
-class LossTerms:
-    """The named parts of one forward's training objective.
-
-    Attributes:
-        outputs: the model output (``PromptClassifierOutput``).
-        ce: cross-entropy of the class logits (``output.loss``).
-        method: the method's own losses, already weighted (``output.losses``, e.g. ``{"kg": ...}``).
-        dor: the unweighted DOR loss ``1 - mean cos`` (``None`` without DOR or outside training).
-        dor_weight: λ.
-        draw: the outliers of this forward.
-    """
-
-    outputs: Any
-    ce: torch.Tensor | None
-    method: dict[str, torch.Tensor] = field(default_factory=dict)
-    dor: torch.Tensor | None = None
-    dor_weight: float = 0.0
-    draw: OutlierDraw | None = None
-
-    def total(self, exclude: tuple[str, ...] = ()) -> torch.Tensor:
-        """``ce + sum(method losses not in exclude) + dor_weight * dor``."""
-        if self.ce is None:
-            raise ValueError(
-                "The batch has no `labels`, so there is no cross-entropy to train on. Make the collator return "
-                "'labels' and set TrainingArguments(label_names=['labels'])."
-            )
-        loss = self.ce
-        for name, value in self.method.items():
-            if name not in exclude:
-                loss = loss + value
-        if self.dor is not None:
-            loss = loss + self.dor_weight * self.dor
-        return loss
-
-    def logs(self) -> dict[str, torch.Tensor]:
-        """``loss_ce``, ``loss_<name>`` per method loss and ``loss_dor`` (unweighted), detached."""
-        values = {} if self.ce is None else {"loss_ce": self.ce}
-        values.update({f"loss_{name}": value for name, value in self.method.items()})
-        if self.dor is not None:
-            values["loss_dor"] = self.dor
-        return {name: value.detach().float() for name, value in values.items()}
-
-
 class DORTrainer(Trainer):
     """A ``Trainer`` for prompt-tuned CLIP classifiers with optional DOR.
 
@@ -118,9 +73,16 @@ class DORTrainer(Trainer):
     With datasets that decode images lazily (``with_transform``) set ``TrainingArguments(remove_unused_columns=False)``,
     otherwise Trainer drops the image column before the transform sees it.
 
+    What a method's training needs beyond its losses, its folder declares (``peft_dor.method_spec(model)``) and the
+    trainer composes: Trainer mixins go in front of the trainer's bases (``DORTrainer(model=prograd_model, ...)`` is a
+    ``ProGradMixin`` + ``DORTrainer``, so ProGrad's gradient projection applies), and callbacks are added unless a
+    callback of the same class was passed (PromptSRC's Gaussian prompt aggregation, with ``method_options``). A
+    callback with a ``resume_checkpoint`` attribute is told the checkpoint ``train`` resumes from.
+
     Extension point: :meth:`compute_loss_terms` runs the one forward and returns a :class:`LossTerms`. A method that
-    needs several gradient computations per step (ProGrad) overrides ``training_step``, calls ``compute_loss_terms``
-    once, back-propagates the terms as it needs, and calls :meth:`record_loss_terms` so the logs stay complete.
+    needs several gradient computations per step (ProGrad) overrides ``training_step`` in its mixin, calls
+    ``compute_loss_terms`` once, back-propagates the terms as it needs, and calls :meth:`record_loss_terms` so the
+    logs stay complete.
 
     Args:
         model: a ``PeftModel`` from ``get_peft_model(clip, <method config>)``.
@@ -132,6 +94,8 @@ class DORTrainer(Trainer):
             non-zero ``args.weight_decay`` replaces the protocol's 5e-4 too.
         scheduler_name: ``"protocol"`` for warm-up + per-epoch cosine; ``None`` for ``args.lr_scheduler_type``.
         scheduler_kwargs: e.g. ``{"warmup_lr": 1e-5, "warmup_epochs": 1}``.
+        method_options: options of the method's own training (its spec's ``options`` dataclass, e.g.
+            ``{"gpa_mean": 15, "gpa_std": 1}`` for PromptSRC), as a dict or an instance; None: its defaults.
         stop_on_nonfinite_loss: stop with ``FloatingPointError`` (naming the step and the loss component: ``ce``,
             ``dor`` or a method loss) as soon as a training loss is NaN or infinite, before the update. It costs one
             host synchronisation per micro-batch (the forward already makes one to check the labels).
@@ -157,6 +121,11 @@ class DORTrainer(Trainer):
     # The loss is a per-batch mean; Trainer divides it by the accumulation steps itself.
     loss_is_scaled_for_ga = False
 
+    def __new__(cls, model=None, *args: Any, **kwargs: Any):
+        # The active method's Trainer mixins (ProGrad's projection) go in front of this class's bases, so the class a
+        # user names needs no per-method variant; a class that already has them is used as it is.
+        return super().__new__(trainer_class_for(cls, model))
+
     def __init__(
         self,
         model=None,
@@ -169,9 +138,10 @@ class DORTrainer(Trainer):
         scheduler_name: str | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
         stop_on_nonfinite_loss: bool = True,
+        method_options: Any = None,
         **kwargs: Any,
     ) -> None:
-        _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
+        check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs)
         if args is not None and not isinstance(args, TrainingArguments):
             raise TypeError(f"`args` must be a transformers TrainingArguments; got {type(args).__name__}.")
         if model is not None:
@@ -211,7 +181,22 @@ class DORTrainer(Trainer):
         super().__init__(model=model, args=args, compute_metrics=compute_metrics, **kwargs)
         # PromptCLIP.forward takes no **kwargs, so the loss is never normalised by num_items_in_batch.
         self.model_accepts_loss_kwargs = False
+        self._add_method_callbacks(model, method_options)
         self._warn_about_unused_columns()
+
+    def _add_method_callbacks(self, model, options) -> None:
+        spec = method_spec_or_none(model)
+        if spec is None:
+            if options is not None:
+                raise ValueError(
+                    "`method_options` needs a peft-dor prompt model to apply to; drop them or pass a model."
+                )
+            return
+        options = spec.make_options(options)
+        present = {type(callback) for callback in self.callback_handler.callbacks}
+        for callback in spec.training_callbacks(options):
+            if type(callback) not in present:  # the user's own instance (other settings) wins
+                self.add_callback(callback)
 
     def _warn_about_unused_columns(self) -> None:
         dataset = self.train_dataset
@@ -243,7 +228,7 @@ class DORTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         resume_from_checkpoint = self.resolve_checkpoint(resume_from_checkpoint)
         for callback in self.callback_handler.callbacks:
-            if isinstance(callback, GPACallback):
+            if hasattr(callback, "resume_checkpoint"):  # callbacks with state in the checkpoint (GPA's running sum)
                 callback.resume_checkpoint = resume_from_checkpoint
         self._draw_position = None
         self._loss_sums = {}
@@ -449,31 +434,3 @@ def checkpoint_problems(path: str | os.PathLike) -> list[str]:
     except (OSError, ValueError) as error:
         problems.append(f"unreadable {TRAINER_STATE_NAME} ({error})")
     return problems
-
-
-def _check_optimizer_settings(optimizer_name, optimizer_kwargs, scheduler_name, scheduler_kwargs) -> None:
-    """Fail in ``DORTrainer.__init__``, not at the first step, on unknown optimiser or schedule settings."""
-    if optimizer_name is not None and (
-        not isinstance(optimizer_name, str) or optimizer_name.lower() not in _OPTIMIZER_CLASSES
-    ):
-        raise ValueError(
-            f"`optimizer_name` must be one of {sorted(_OPTIMIZER_CLASSES)} or None (args.optim); got {optimizer_name!r}."
-        )
-    for argument, value in (("optimizer_kwargs", optimizer_kwargs), ("scheduler_kwargs", scheduler_kwargs)):
-        if value is not None and not isinstance(value, dict):
-            raise TypeError(f"`{argument}` must be a dict or None; got {type(value).__name__}.")
-    if optimizer_name is not None and optimizer_kwargs:
-        cls = _OPTIMIZER_CLASSES[optimizer_name.lower()]
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "lr"}
-        unknown = sorted(set(optimizer_kwargs) - accepted)
-        if unknown:
-            raise ValueError(
-                f"`optimizer_kwargs` has options {unknown} that {cls.__name__} does not take; it takes "
-                f"{sorted(accepted)} (defaults: {OPTIMIZER_DEFAULTS[optimizer_name.lower()]})."
-            )
-    if scheduler_name is not None and scheduler_name not in SCHEDULERS:
-        raise ValueError(f"`scheduler_name` must be one of {sorted(SCHEDULERS)} or None; got {scheduler_name!r}.")
-    if optimizer_kwargs and optimizer_name is None:
-        raise ValueError("`optimizer_kwargs` only apply with optimizer_name='sgd' or 'adam'; set it or drop them.")
-    if scheduler_kwargs and scheduler_name is None:
-        raise ValueError("`scheduler_kwargs` only apply with scheduler_name='protocol'; set it or drop them.")

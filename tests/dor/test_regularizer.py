@@ -173,3 +173,17 @@ def test_image_side_targets_are_zero_shot_and_cached_per_image(make_coop):
         torch.testing.assert_close(draw.targets, reference)
     # each image's target was encoded once, the first time it was drawn (the reference calls above add 4 per step)
     assert sum(zero_shot_rows) - 6 * 4 == len(drawn)
+
+
+def test_unset_pool_size_takes_every_candidate_up_to_5000(make_coop, vocabulary, tmp_path):
+    from peft_dor.dor import clean_terms, term_key
+    from peft_dor.dor.config import DEFAULT_POOL_SIZE
+
+    assert DORConfig().pool_size is None and DEFAULT_POOL_SIZE == 5000
+    model = make_coop()
+    dor = DORRegularizer(DORConfig(vocabulary=vocabulary, cache_dir=str(tmp_path)))
+    dor.build_pool(model, progress=False)
+    class_keys = {term_key(name) for name in model.get_base_model().class_names}
+    assert len(dor.pool) == len([term for term in clean_terms(vocabulary) if term_key(term) not in class_keys])
+    with pytest.raises(ValueError, match="only 0 terms"):
+        DORRegularizer(DORConfig(vocabulary=["cat"], cache_features=False)).build_pool(model, progress=False)

@@ -112,3 +112,90 @@ def test_missing_tokenizer_source_is_explained(tiny_clip_path, class_names):
     clip = CLIPModel(config)  # built from a config: nothing says where its tokenizer lives
     with pytest.raises(ValueError, match="tokenizer_name_or_path"):
         get_peft_model(clip, CoOpConfig(class_names=class_names, n_ctx=4))
+
+
+def test_frozen_text_features_one_api_for_every_frozen_target(model):
+    wrapper = model.get_base_model()
+    names = ["lamp", "red river", "tree", "blue lake mountain", "cat"]
+    calls = count_text_passes(model)
+    whole = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None)
+    sorted_batches = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None, batch_size=2)
+    assert len(calls) == 1 + 3
+    torch.testing.assert_close(sorted_batches, whole, atol=1e-6, rtol=0)  # length order, original row order back
+    torch.testing.assert_close(wrapper.zero_shot_text_features(names, "a photo of a {}."), whole, atol=1e-6, rtol=0)
+    # "list": the same tensor for the same list; "names": one row per name, a new name encoded on its own
+    listed = wrapper.frozen_text_features(names, "a photo of a {}.")
+    assert wrapper.frozen_text_features(names, "a photo of a {}.") is listed
+    calls.clear()
+    rows = wrapper.frozen_text_features(["lamp", "tree"], "a photo of a {}.", cache="names")
+    wrapper.frozen_text_features(["tree", "rose"], "a photo of a {}.", cache="names")
+    assert len(calls) == 3 and len(wrapper._frozen_text._rows) == 3
+    torch.testing.assert_close(rows, whole[[0, 2]], atol=1e-6, rtol=0)
+    # the autocast dtype is part of the key: a bf16 pass never serves a float32 caller
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = wrapper.frozen_text_features(names, "a photo of a {}.")
+    assert bf16 is not listed and bf16.dtype == torch.float32
+    on_cpu = wrapper.frozen_text_features(names, "a photo of a {}.", cache=None, device="cpu", normalize=False)
+    assert on_cpu.device.type == "cpu" and not torch.allclose(on_cpu.norm(dim=-1), torch.ones(5))
+    with pytest.raises(ValueError, match="cache"):
+        wrapper.frozen_text_features(names, cache="all")
+
+
+def test_underscores_in_class_names_are_spaces_in_the_prompt(tiny_clip_path):
+    model = get_peft_model(
+        CLIPModel.from_pretrained(tiny_clip_path), CoOpConfig(class_names=["red_house", "tree"], n_ctx=4)
+    )
+    wrapper = model.get_base_model()
+    assert wrapper.tokenize(["red_house"]).input_ids.tolist() == wrapper.tokenize(["red house"]).input_ids.tolist()
+    torch.testing.assert_close(
+        wrapper.zero_shot_text_features(["red_house"]), wrapper.zero_shot_text_features(["red house"])
+    )
+    assert wrapper.class_names == ["red_house", "tree"]  # the names themselves are kept as given
+    with pytest.raises(ValueError, match="duplicates"):
+        model.set_class_names(["red_house", "red house"])
+
+
+def test_phrase_init_learns_one_slot_per_word_and_keeps_the_rest_fixed(tiny_clip_path):
+    from peft_dor import ProGradConfig
+
+    phrase = "a type of pet, a photo of a"  # 8 words; "pet," is two tokens
+    config = CoOpConfig(class_names=["cat", "dog"], ctx_init=phrase)
+    assert config.n_ctx == 8
+    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), config)
+    wrapper = model.get_base_model()
+    tokenizer = wrapper.prompt_tokenizer.tokenizer
+    phrase_ids = tokenizer(phrase, add_special_tokens=False)["input_ids"]
+    assert len(phrase_ids) == 9
+    prompts = wrapper.tokenize(["cat"])
+    expected = tokenizer(f"{phrase} cat.")["input_ids"]
+    assert prompts.input_ids[0, : len(expected)].tolist() == expected  # the last "a" stays a fixed word
+    assert prompts.slot_index.tolist() == [list(range(1, 9))]
+    layer = wrapper.clip.text_model.embeddings
+    torch.testing.assert_close(
+        layer.coop_ctx["default"], layer.base_layer.token_embedding.weight[phrase_ids[:8]], atol=0, rtol=0
+    )
+    # ProGrad: 16 slots, the first 16 - 8 start at zero, then the phrase's first 8 tokens (its official init)
+    prograd = get_peft_model(
+        CLIPModel.from_pretrained(tiny_clip_path), ProGradConfig(class_names=["cat"], ctx_init=phrase + " {}.")
+    )
+    ctx = prograd.get_base_model().clip.text_model.embeddings.prograd_ctx["default"]
+    assert ctx.shape[0] == 16 and not ctx[:8].any()
+    torch.testing.assert_close(ctx[8:], layer.base_layer.token_embedding.weight[phrase_ids[:8]], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "floating-point pixel values"),
+        (torch.zeros(2, 32, 32, 3), r"channels last\? use pixel_values.permute"),
+        (torch.zeros(3, 32, 32), r"4-D tensor \(batch, 3, 32, 32\)"),
+        (torch.zeros(2, 3, 64, 64), r"got shape \(2, 3, 64, 64\)"),
+        ([[0.0]], "must be a torch.Tensor"),
+    ],
+    ids=["uint8", "channels-last", "3-d", "size", "list"],
+)
+def test_pixel_values_are_checked_with_the_fix(model, pixels, message):
+    with pytest.raises(ValueError, match=rf"`pixel_values` .*{message}.*CLIP image processor"):
+        model(pixel_values=pixels)
+    with pytest.raises(ValueError, match="`extra_pixel_values`"):
+        model(pixel_values=torch.zeros(1, 3, 32, 32), extra_pixel_values=torch.zeros(1, 3, 8, 8))

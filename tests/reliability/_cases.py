@@ -75,11 +75,7 @@ def dor_config(key: str, cache_dir: str | None = None, **overrides):
 
 
 def trainer_class(key: str):
-    """``ProGradTrainer`` for ProGrad, ``DORTrainer`` otherwise."""
-    if key == "prograd":
-        from peft_dor.training.prograd import ProGradTrainer
-
-        return ProGradTrainer
+    """``DORTrainer`` for every method: it composes what the method declares (ProGrad's projection, PromptSRC's GPA)."""
     from peft_dor import DORTrainer
 
     return DORTrainer

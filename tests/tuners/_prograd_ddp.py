@@ -1,4 +1,4 @@
-"""One ProGradTrainer step on a tiny CLIP, for the DDP test: run as ``torchrun --nproc_per_node 2 _prograd_ddp.py
+"""One DORTrainer step (ProGrad's projection composed in) on a tiny CLIP, for the DDP test: run as ``torchrun --nproc_per_node 2 _prograd_ddp.py
 MODEL_DIR OUT_DIR`` or call :func:`main` in one process. Each rank saves its context to ``OUT_DIR/ctx_<rank>.pt``.
 
 The labels are zero-shot CLIP's least likely classes, so the CE gradient conflicts with the KL guide and the
@@ -20,8 +20,7 @@ def main(model_dir: str, out_dir: str) -> torch.Tensor:
     from peft import get_peft_model
     from transformers import CLIPModel
 
-    from peft_dor import ProGradConfig
-    from peft_dor.training.prograd import ProGradTrainer
+    from peft_dor import DORTrainer, ProGradConfig
     from tests.tuners._helpers import tiny_training_args
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -42,7 +41,7 @@ def main(model_dir: str, out_dir: str) -> torch.Tensor:
         lr_scheduler_type="constant",
         max_grad_norm=0.0,
     )
-    trainer = ProGradTrainer(
+    trainer = DORTrainer(
         model=model,
         args=args,
         train_dataset=rows,

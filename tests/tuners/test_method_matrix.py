@@ -9,8 +9,8 @@ listed here; the vision and multimodal methods add theirs in ``cases_vision.py``
 * outlier names (DOR's ``extra_names``) go through the method's own prompt path: their features equal what the
   same names get as classes;
 * a bf16 autocast forward stays close to the fp32 one;
-* a few ``DORTrainer`` steps (``ProGradTrainer`` for ProGrad) with and without DOR change only the method's
-  tensors and log each loss; DOR is text-side unless the config says ``default_dor_side = "image"`` (VPT).
+* a few ``DORTrainer`` steps (ProGrad's projection composed in by the trainer) with and without DOR change only the
+  method's tensors and log each loss; DOR is on the side the method's spec declares (image for VPT).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 from transformers import CLIPModel
 
 from peft_dor import CoCoOpConfig, CoOpConfig, DORConfig, DORTrainer, KgCoOpConfig, ProGradConfig, TCPConfig
+from peft_dor.registry import method_spec
 from peft_dor.testing import TINY_WORDS
-from peft_dor.training.prograd import ProGradTrainer
 
 from ..conftest import CLASS_NAMES
 from ._helpers import reference_clip, tiny_training_args
@@ -171,7 +171,7 @@ def test_trainer_steps_with_and_without_dor(case, with_dor, tiny_clip_path, tmp_
     rows = [{"pixel_values": torch.randn(3, 32, 32, generator=generator), "labels": i % 5} for i in range(8)]
     dor = None
     if with_dor:
-        side = getattr(config, "default_dor_side", "text")
+        side = method_spec(config).dor_side
         images = torch.randn(6, 3, 32, 32, generator=generator) if side == "image" else None
         dor = DORConfig(
             vocabulary=VOCABULARY, pool_size=8, num_outliers=3, side=side, outlier_images=images, cache_features=False
@@ -179,8 +179,7 @@ def test_trainer_steps_with_and_without_dor(case, with_dor, tiny_clip_path, tmp_
     args = tiny_training_args(
         str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=0.01, logging_steps=1
     )
-    trainer_cls = ProGradTrainer if isinstance(config, ProGradConfig) else DORTrainer
-    trainer = trainer_cls(model=model, args=args, train_dataset=rows, dor=dor, compute_metrics=None)
+    trainer = DORTrainer(model=model, args=args, train_dataset=rows, dor=dor, compute_metrics=None)
     trainer.train()
 
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}

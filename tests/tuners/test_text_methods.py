@@ -19,9 +19,10 @@ from transformers import CLIPModel, Trainer
 
 from peft_dor import CoCoOpConfig, CoOpConfig, KgCoOpConfig, ProGradConfig, TCPConfig
 from peft_dor.dor import default_weight
-from peft_dor.prompting.knowledge import knowledge_distance
+from peft_dor.prompting import knowledge_distance
+from peft_dor.registry import method_spec
 from peft_dor.testing import VIT_B16_SIZE, build_tiny_tokenizer, tiny_clip_config
-from peft_dor.training.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
+from peft_dor.tuners.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 
 from ..conftest import CLASS_NAMES
 from ._helpers import reference_clip, tiny_training_args
@@ -257,11 +258,11 @@ def test_tcp_outlier_knowledge_is_encoded_once_per_word(tiny_clip_path, pixel_va
     model = peft(tiny_clip_path, TCPConfig(class_names=CLASS_NAMES, class_token_layer=1)).train()
     wrapper = model.get_base_model()
     model(pixel_values=pixel_values, extra_names=["lamp", "kite"])
-    cached = len(wrapper._zero_shot_cache)
+    cached = len(wrapper._frozen_text._lists)
     for extra in (["kite", "lamp"], ["lamp", "cup"]):
         model(pixel_values=pixel_values, extra_names=extra)
-    assert len(wrapper._zero_shot_cache) == cached  # outliers are not cached as whole lists, step after step
-    assert len(model.base_model.frozen_features._rows) == 3  # ... but once per word
+    assert len(wrapper._frozen_text._lists) == cached  # outliers are not cached as whole lists, step after step
+    assert len(wrapper._frozen_text._rows) == 3  # ... but once per word
 
 
 def test_tcp_layout_template_tokenises_like_the_string(tiny_clip_path):
@@ -417,7 +418,7 @@ def test_config_validation_names_the_field(config_cls, kwargs, message):
 
 def test_method_defaults_follow_the_spec():
     cocoop = CoCoOpConfig(class_names=["x"])
-    assert (cocoop.ctx_init, cocoop.n_ctx) == ("a photo of a", None)  # n from the phrase: 4 tokens
+    assert (cocoop.ctx_init, cocoop.n_ctx) == ("a photo of a", 4)  # n from the phrase: 4 words
     assert CoCoOpConfig.training_defaults["original"].batch_size == 1
     assert CoCoOpConfig.training_defaults["original"].epochs == 10
     assert KgCoOpConfig(class_names=["x"]).ctx_init == "a photo of a"
@@ -432,7 +433,7 @@ def test_method_defaults_follow_the_spec():
         (TCPConfig, "TCP"),
         (ProGradConfig, "PROGRAD"),
     ]:
-        assert config_cls.default_dor_weight == default_weight(key) == 2.0  # DOR.md §4: 2 for all but CoOp
+        assert method_spec(config_cls).default_dor_weight == default_weight(key) == 2.0  # 2 for all but CoOp
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel, Trainer, TrainerC
 
 from peft_dor import IVLPConfig, MaPLeConfig, PromptSRCConfig, VPTConfig
 from peft_dor.testing import build_tiny_clip, build_tiny_tokenizer
-from peft_dor.training.gpa import GPACallback, gpa_weights
 from peft_dor.tuners.maple import MaPLeDeepVisionLayer, MaPLeVisionLayer
+from peft_dor.tuners.promptsrc.gpa import GPACallback, gpa_weights
 
 from .cases_vision import VISION_CASES
 from .test_method_matrix import perturb, trainable, zero_shot_logits

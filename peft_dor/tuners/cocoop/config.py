@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, TrainingRecipe
 from ...registry import DorPeftType
 
 
@@ -37,8 +36,6 @@ class CoCoOpConfig(ContextPromptConfig):
 
     default_n_ctx = 4
     default_target_modules = ("text_model.embeddings",)
-    #: DOR weight λ for CoCoOp (DOR.md §4)
-    default_dor_weight: ClassVar[float] = 2.0
     #: the official recipe (the DOR lab's is the same): batch 1, because every image has its own text features
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {"original": TrainingRecipe("sgd", 0.002, 1, 10)}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...prompting.text import TextContextLayer, TextPromptContext
+from ...prompting import TextContextLayer, TextPromptContext
 
 
 class CoCoOpContextLayer(TextContextLayer):

@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.recipes import TrainingRecipe
-from ...prompting.vision import DeepContextPromptConfig, check_depth
+from ...prompting import DeepContextPromptConfig, TrainingRecipe, check_depth
 from ...registry import DorPeftType
 
 
@@ -32,7 +31,7 @@ class IVLPConfig(DeepContextPromptConfig):
     """
 
     default_n_ctx: ClassVar[int] = 4
-    #: METHODS.md §2.6: the three published IVLP configurations (their prompt settings are in each note)
+    #: the three published IVLP configurations (their prompt settings are in each note)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "4+4": TrainingRecipe("sgd", 0.0025, 4, 20, note="the defaults: PromptSRC's baseline"),
         "2+2": TrainingRecipe("sgd", 0.0035, 4, 5, note="n_ctx=2, vision_tokens=2, text_depth=12, vision_depth=12"),

@@ -6,9 +6,7 @@ names.
 
 from __future__ import annotations
 
-from ...prompting import TextContextLayer
-from ...prompting.text import DeepTextPromptLayer
-from ...prompting.vision import DeepVisionPromptLayer, VisionPromptLayer
+from ...prompting import DeepTextPromptLayer, DeepVisionPromptLayer, TextContextLayer, VisionPromptLayer
 
 
 class IVLPContextLayer(TextContextLayer):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...prompting.vision import TEXT_EMBEDDINGS, TEXT_LAYERS, VISION_EMBEDDINGS, VISION_LAYERS, DeepPromptTuner
+from ...prompting import TEXT_EMBEDDINGS, TEXT_LAYERS, VISION_EMBEDDINGS, VISION_LAYERS, DeepPromptTuner
 from .layer import IVLPContextLayer, IVLPDeepTextLayer, IVLPDeepVisionLayer, IVLPVisionLayer
 
 

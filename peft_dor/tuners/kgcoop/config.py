@@ -3,9 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig
-from ...prompting.config import check_number
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, TrainingRecipe, check_number
 from ...registry import DorPeftType
 
 
@@ -35,9 +33,7 @@ class KgCoOpConfig(ContextPromptConfig):
 
     default_n_ctx = 4
     default_target_modules = ("text_model.embeddings",)
-    #: DOR weight λ for KgCoOp (DOR.md §4); KgCoOp's own term stays
-    default_dor_weight: ClassVar[float] = 2.0
-    #: per source (METHODS.md §3)
+    #: per source
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.002, 128, 100),
         "dor_lab": TrainingRecipe("sgd", 0.002, 32, 200),

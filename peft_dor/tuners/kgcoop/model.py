@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
-from ...prompting.knowledge import knowledge_distance
+from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner, knowledge_distance
 from .layer import KgCoOpContextLayer
 
 
@@ -18,7 +17,9 @@ class KgCoOpModel(PromptTuner):
     layer_classes = {r"text_model\.embeddings": KgCoOpContextLayer}
     image_features_cacheable = True  # text-only prompts: the vision tower stays the frozen base model
 
-    def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
+    def method_losses(
+        self, output: PromptClassifierOutput, wrapper: PromptCLIP, *, pixel_values=None, labels=None
+    ) -> dict[str, torch.Tensor]:
         config = self.active_config()
-        target = wrapper.zero_shot_text_features(wrapper.class_names, config.template)
+        target = wrapper.frozen_text_features(wrapper.class_names, config.template)
         return {"kg": config.kg_weight * knowledge_distance(output.text_embeds, target)}

@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.recipes import TrainingRecipe
-from ...prompting.vision import DeepContextPromptConfig, check_depth
+from ...prompting import DeepContextPromptConfig, TrainingRecipe, check_depth
 from ...registry import DorPeftType
 
 
@@ -32,7 +31,7 @@ class MaPLeConfig(DeepContextPromptConfig):
     """
 
     default_n_ctx: ClassVar[int] = 2
-    #: METHODS.md §3
+    #: per source
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0035, 4, 5),
         "dor_lab": TrainingRecipe("sgd", 0.0035, 4, 5, note="ctx_init=None (the DOR lab's empty init)"),

@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...prompting import TextContextLayer
-from ...prompting.layers import PromptLayer
-from ...prompting.text import DeepTextPromptLayer
-from ...prompting.vision import DeepVisionPromptLayer, VisionPromptLayer
+from ...prompting import DeepTextPromptLayer, DeepVisionPromptLayer, PromptLayer, TextContextLayer, VisionPromptLayer
 
 
 class MaPLeContextLayer(TextContextLayer):

@@ -3,9 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig
-from ...prompting.config import check_number
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, TrainingRecipe, check_number
 from ...registry import DorPeftType
 
 
@@ -14,7 +12,7 @@ class ProGradConfig(ContextPromptConfig):
     """Configuration of ProGrad (Zhu et al., ICCV 2023): CoOp's prompt trained with prompt-aligned gradients.
 
     The model is CoOp's (16 context tokens, class at the end). What differs is the update, applied by
-    :class:`peft_dor.training.prograd.ProGradMixin` (or ``ProGradTrainer``): per parameter tensor, when the training
+    :class:`~peft_dor.tuners.prograd.ProGradMixin`, which ``DORTrainer`` composes for a ProGrad model: per parameter tensor, when the training
     gradient conflicts with the gradient of the KL to zero-shot CLIP's logits, its component along the KL direction
     is removed (scaled by ``prograd_lambda``). ``template`` is the teacher's template (ProGrad's per-dataset ones,
     e.g. ``"a type of pet, a photo of a {}."``). Trainable parameters: ``n_ctx · width`` (8,192 at ViT-B/16 size).
@@ -26,7 +24,7 @@ class ProGradConfig(ContextPromptConfig):
         ```python
         config = peft_dor.ProGradConfig(class_names=["banded", "dotted"], template="a texture of {}.")
         model = get_peft_model(clip, config)
-        trainer = peft_dor.ProGradTrainer(model=model, args=args, train_dataset=train, data_collator=collate)
+        trainer = peft_dor.DORTrainer(model=model, args=args, train_dataset=train, data_collator=collate)
         ```
     """
 
@@ -50,8 +48,6 @@ class ProGradConfig(ContextPromptConfig):
 
     default_n_ctx = 16
     default_target_modules = ("text_model.embeddings",)
-    #: DOR weight λ (DOR.md §4 gives 2 for every method but CoOp; ProGrad itself is not in the DOR paper)
-    default_dor_weight: ClassVar[float] = 2.0
     #: the repository's RN50 recipe (ViT-B/16 base-to-new settings are not public); epochs follow CoOp's schedule
     #: by shots: 50 (1 shot), 100 (2-4 shots), 200 (8-16 shots)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {

@@ -7,8 +7,7 @@ from .layer import ProGradContextLayer
 class ProGradModel(PromptTuner):
     """PEFT tuner for ProGrad; build it with ``get_peft_model(clip, ProGradConfig(...))``.
 
-    The model is CoOp's; train it with ``peft_dor.training.prograd.ProGradTrainer`` (or any ``Trainer`` with
-    ``ProGradMixin``), which applies the gradient projection at each optimiser step. A plain ``Trainer`` trains it
+    The model is CoOp's; train it with ``DORTrainer`` (or any ``Trainer`` with ``ProGradMixin``), which applies the gradient projection at each optimiser step. A plain ``Trainer`` trains it
     as CoOp.
     """
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting.config import check_number, check_template
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import TrainingRecipe, check_number, check_template
 from ...registry import DorPeftType
 from ..ivlp.config import IVLPConfig
 
@@ -86,7 +85,8 @@ class PromptSRCConfig(IVLPConfig):
     * ``src_image = image_loss_weight * mean|img - img_frozen|`` against the unprompted image encoder;
     * ``src_logits = logits_loss_weight * KL(p_frozen || p_prompted)``, summed and divided by batch x classes.
 
-    Gaussian prompt aggregation over epochs is the Trainer callback :class:`peft_dor.training.gpa.GPACallback`.
+    Gaussian prompt aggregation over epochs is the Trainer callback :class:`peft_dor.GPACallback`, which
+    ``DORTrainer`` adds by itself for a PromptSRC model.
 
     Example:
         ```python
@@ -99,7 +99,7 @@ class PromptSRCConfig(IVLPConfig):
         ```
     """
 
-    #: METHODS.md §3; GPA with mean 15 and std 1 in the original (for 50 epochs it is unconfirmed)
+    #: GPA with mean 15 and std 1 in the original (for 50 epochs it is unconfirmed)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0025, 4, 20, note="GPACallback(mean=15, std=1)"),
         "dor_lab": TrainingRecipe("sgd", 0.0025, 4, 50),

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ...prompting import PromptClassifierOutput, PromptCLIP
+from ...prompting import PromptClassifierOutput, PromptCLIP, autocast_key, prompt_name
 from ..ivlp.model import IVLPModel
 
 #: how many teacher prompts one frozen text pass encodes at most (bounds the one-off memory for many classes)
@@ -28,9 +28,9 @@ def template_ensemble_features(wrapper: PromptCLIP, names: Sequence[str], templa
     per_pass = max(1, PROMPTS_PER_PASS // len(names))
     total = 0
     for start in range(0, len(templates), per_pass):
-        texts = [template.format(name) for template in templates[start : start + per_pass] for name in names]
-        # "{}" formats to the finished text itself; cache=False: the caller keeps only the mean
-        features = wrapper.zero_shot_text_features(texts, "{}", cache=False, normalize=False)
+        texts = [template.format(prompt_name(n)) for template in templates[start : start + per_pass] for n in names]
+        # "{}" formats to the finished text itself; no cache: the caller keeps only the mean
+        features = wrapper.frozen_text_features(texts, "{}", normalize=False, cache=None)
         total = total + features.reshape(-1, len(names), features.shape[-1]).sum(dim=0)
     return F.normalize(total / len(templates), dim=-1)
 
@@ -50,15 +50,14 @@ class PromptSRCModel(IVLPModel):
     def teacher_text_features(self, wrapper: PromptCLIP) -> torch.Tensor:
         """Normalised mean frozen text features of the class names over the config's teacher templates (cached)."""
         templates = self.active_config().templates()
-        autocast = torch.is_autocast_enabled(wrapper.device.type)
-        dtype = torch.get_autocast_dtype(wrapper.device.type) if autocast else None
-        key = (tuple(wrapper.class_names), templates, wrapper.device, dtype)
+        key = (tuple(wrapper.class_names), templates, wrapper.device, autocast_key(wrapper.device))
         if key not in self._teacher_cache:
             self._teacher_cache[key] = template_ensemble_features(wrapper, wrapper.class_names, templates)
         return self._teacher_cache[key]
 
-    def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
-        pixel_values = wrapper.forward_inputs.get("pixel_values")
+    def method_losses(
+        self, output: PromptClassifierOutput, wrapper: PromptCLIP, *, pixel_values=None, labels=None
+    ) -> dict[str, torch.Tensor]:
         if pixel_values is None:
             raise ValueError(
                 "PromptSRC's training losses compare the prompted image features with the frozen encoder's, so "

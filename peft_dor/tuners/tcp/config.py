@@ -3,9 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import ContextPromptConfig, PromptLayout
-from ...prompting.config import check_number, check_template
-from ...prompting.recipes import TrainingRecipe
+from ...prompting import ContextPromptConfig, PromptLayout, TrainingRecipe, check_number, check_template
 from ...registry import DorPeftType
 
 
@@ -22,7 +20,7 @@ class TCPConfig(ContextPromptConfig):
     size: ctx 2,048 + TKE 329,856 = 331,904.
 
     New classes and DOR outliers get their tokens from TKE of their own frozen feature, exactly like training
-    classes (DOR.md §5 calls this the natural choice; the official DOR code does not cover TCP).
+    classes (the natural choice; the official DOR code does not cover TCP).
 
     Example:
         ```python
@@ -56,8 +54,6 @@ class TCPConfig(ContextPromptConfig):
     )
 
     default_n_ctx = 4
-    #: DOR weight λ for TCP (DOR.md §4); TCP's own term stays
-    default_dor_weight: ClassVar[float] = 2.0
     #: TCP's real settings: the config file says "ep100" but sets 50 epochs; Adam (coupled L2, not AdamW) with eps
     #: 1e-3, patched for fp16; ImageNet and SUN397 were evaluated from epoch 25 (evidently trained for 25)
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {

@@ -4,8 +4,7 @@ import torch
 from torch import nn
 from transformers.activations import QuickGELUActivation
 
-from ...prompting import TextContextLayer
-from ...prompting.text import DeepTextPromptLayer, TextPromptContext
+from ...prompting import DeepTextPromptLayer, TextContextLayer, TextPromptContext
 
 #: key of the frozen knowledge features of a pass's names in ``TextPromptContext.extras`` (``(P, D)``)
 KNOWLEDGE_KEY = "tcp_knowledge"
@@ -33,7 +32,7 @@ class TCPClassTokenLayer(DeepTextPromptLayer):
         in_dim, width = clip_config.projection_dim, clip_config.text_config.hidden_size
         hidden = config.knowledge_hidden_dim or max(1, in_dim // 4)
         layout = config.prompt_layout()
-        n_tokens = layout.n_ctx or len(wrapper.prompt_tokenizer.piece_ids(layout.prefix))
+        n_tokens = layout.n_ctx
         self.tcp_tke_linear1[adapter_name] = nn.Linear(in_dim, hidden)
         self.tcp_tke_linear2[adapter_name] = nn.Linear(hidden, n_tokens * width)
         self._finish_update(adapter_name)

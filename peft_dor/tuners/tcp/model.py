@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import torch
 
-from ...prompting import PromptClassifierOutput, PromptCLIP, PromptTuner
-from ...prompting.knowledge import FrozenTextFeatures, knowledge_distance
-from ...prompting.text import TextPromptContext
+from ...prompting import (
+    PromptClassifierOutput,
+    PromptCLIP,
+    PromptTuner,
+    TextPromptContext,
+    knowledge_distance,
+)
 from .layer import KNOWLEDGE_KEY, TCPClassTokenLayer, TCPContextLayer
 
 
@@ -12,7 +16,7 @@ class TCPModel(PromptTuner):
     """PEFT tuner for TCP; build it with ``get_peft_model(clip, TCPConfig(...))``.
 
     Before each text pass it looks up frozen CLIP's features of ``template`` for the pass's names (classes, new
-    classes or DOR outliers alike; cached) for the class-token layer; in training mode the forward adds
+    classes or DOR outliers alike; ``PromptCLIP.frozen_text_features``, one cached row per name) for the class-token layer; in training mode the forward adds
     ``losses["tcp"]``.
     """
 
@@ -22,13 +26,6 @@ class TCPModel(PromptTuner):
         r"text_model\.encoder\.layers\.\d+": TCPClassTokenLayer,
     }
     image_features_cacheable = True  # text-only prompts: the vision tower stays the frozen base model
-
-    @property
-    def frozen_features(self) -> FrozenTextFeatures:
-        # created on first use: BaseTuner.__init__ injects the layers before a subclass __init__ could set it
-        if "_frozen_features" not in self.__dict__:
-            self.__dict__["_frozen_features"] = FrozenTextFeatures()
-        return self.__dict__["_frozen_features"]
 
     def _post_injection_hook(self, model, config, adapter_name: str) -> None:
         n_layers = model.clip.config.text_config.num_hidden_layers
@@ -42,9 +39,14 @@ class TCPModel(PromptTuner):
     def prepare_text_context(self, context: TextPromptContext, wrapper: PromptCLIP) -> None:
         if context.prompts.slot_index is None:  # prompts off: plain template, no class tokens
             return
-        context.extras[KNOWLEDGE_KEY] = self.frozen_features(wrapper, context.names, self.active_config().template)
+        # one row per name, cached: DOR's outliers change every step, each word is encoded once per run
+        context.extras[KNOWLEDGE_KEY] = wrapper.frozen_text_features(
+            context.names, self.active_config().template, cache="names"
+        )
 
-    def method_losses(self, output: PromptClassifierOutput, wrapper: PromptCLIP) -> dict[str, torch.Tensor]:
+    def method_losses(
+        self, output: PromptClassifierOutput, wrapper: PromptCLIP, *, pixel_values=None, labels=None
+    ) -> dict[str, torch.Tensor]:
         config = self.active_config()
-        target = self.frozen_features(wrapper, wrapper.class_names, config.template)
+        target = wrapper.frozen_text_features(wrapper.class_names, config.template)
         return {"tcp": config.knowledge_weight * knowledge_distance(output.text_embeds, target)}

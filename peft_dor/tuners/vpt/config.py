@@ -3,10 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...prompting import PromptConfig
-from ...prompting.config import check_number
-from ...prompting.recipes import TrainingRecipe
-from ...prompting.vision import DeepPromptConfigMixin, check_depth
+from ...prompting import DeepPromptConfigMixin, PromptConfig, TrainingRecipe, check_depth, check_number
 from ...registry import DorPeftType
 
 
@@ -49,10 +46,7 @@ class VPTConfig(DeepPromptConfigMixin, PromptConfig):
     )
     ctx_std: float = field(default=0.02, metadata={"help": "Std of the normal random init of the prompt tokens."})
 
-    #: DOR for VPT pulls the prompted features of outlier *images* towards their zero-shot features
-    default_dor_side: ClassVar[str] = "image"
-    default_dor_weight: ClassVar[float] = 2.0
-    #: METHODS.md §3: the MaPLe repository's and the DOR lab's VPT-deep runs (8 tokens, depth 12), fp32
+    #: the MaPLe repository's and the DOR lab's VPT-deep runs (8 tokens, depth 12), fp32
     training_defaults: ClassVar[dict[str, TrainingRecipe]] = {
         "original": TrainingRecipe("sgd", 0.0025, 4, 5, note="deep=True, vision_tokens=8 (depth 12)")
     }

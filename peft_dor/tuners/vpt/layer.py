@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...prompting.vision import DeepVisionPromptLayer, VisionPromptLayer
+from ...prompting import DeepVisionPromptLayer, VisionPromptLayer
 
 
 class VPTVisionLayer(VisionPromptLayer):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...prompting.vision import VISION_EMBEDDINGS, VISION_LAYERS, DeepPromptTuner
+from ...prompting import VISION_EMBEDDINGS, VISION_LAYERS, DeepPromptTuner
 from .layer import VPTDeepVisionLayer, VPTVisionLayer
 
 
