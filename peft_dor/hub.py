@@ -33,21 +33,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .registry import method_spec
+
 LIBRARY_TAG = "peft-dor"
 PIPELINE_TAG = "zero-shot-image-classification"
 _MAX_LISTED_CLASSES = 100
-#: how the papers spell each method
-DISPLAY_NAMES = {
-    "coop": "CoOp",
-    "cocoop": "CoCoOp",
-    "kgcoop": "KgCoOp",
-    "maple": "MaPLe",
-    "tcp": "TCP",
-    "vpt": "VPT",
-    "ivlp": "IVLP",
-    "promptsrc": "PromptSRC",
-    "prograd": "ProGrad",
-}
 _MAX_LISTED_WORDS = 20
 
 
@@ -197,7 +187,7 @@ def _card_body(
 
     import peft_dor
 
-    display = DISPLAY_NAMES.get(method, method)
+    display = method_spec(config).display_name
     title = f"# {display}{' + DOR' if dor else ''} prompts for CLIP" + (f" on {dataset_name}" if dataset_name else "")
     n_params = _n_adapter_parameters(model)
     lines = [

@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from ..registry import METHODS, method_classes
+from ..registry import METHODS, method_classes, method_spec
 from .errors import UsageError
 
 #: the YAML configs shipped with the package, one per method (``--config coop`` names ``coop.yaml``)
@@ -208,8 +208,6 @@ class RunArguments:
         default="standard",
         metadata={"help": "'weighted' is the DOR lab's MCE (docs/metrics.md).", "choices": ("standard", "weighted")},
     )
-    gpa_mean: float = field(default=15.0, metadata={"help": "PromptSRC only: mean epoch of prompt aggregation."})
-    gpa_std: float = field(default=1.0, metadata={"help": "PromptSRC only: std of prompt aggregation."})
 
 
 # Fields every PEFT config has, and fields the command fills itself: not exposed as method flags.
@@ -263,6 +261,7 @@ class TrainCommand:
     run: RunArguments
     training: Any  # transformers.TrainingArguments
     method_options: Any  # the method config's flags, a dataclass instance
+    method_training: Any  # the method's own training options (its spec's ``options``), or None
     config_cls: type
     argv: list[str]
     explicit_flags: set[str]
@@ -279,6 +278,7 @@ class TrainCommand:
             "dor": dataclasses.asdict(self.dor),
             "run": dataclasses.asdict(self.run),
             "method": dataclasses.asdict(self.method_options),
+            "method_training": dataclasses.asdict(self.method_training) if self.method_training else {},
             "training": {k: v for k, v in self.training.to_dict().items() if not k.startswith("_")},
         }
         return json.loads(json.dumps(groups, default=str))
@@ -430,8 +430,11 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     file_values = load_yaml(config_path) if config_path else {}
     method_key = resolve_method(method or file_values.get("method", "coop"))
     config_cls = method_classes(method_key)[0]
+    training_options_cls = method_spec(method_key).options  # e.g. PromptSRC's prompt-aggregation schedule
 
     fixed = (ModelArguments, DataArguments, DORArguments, RunArguments, CommandTrainingArguments)
+    if training_options_cls is not None:
+        fixed = (*fixed, training_options_cls)
     taken = {f.name for cls in fixed for f in dataclasses.fields(cls)}
     options_cls = method_options_class(config_cls, taken)
     description = (
@@ -473,7 +476,11 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
             except ValueError as error:  # TrainingArguments checks combinations of its flags
                 raise UsageError(" ".join(str(error).split())) from None
         else:
-            outputs.append(dtype(**values))
+            try:
+                outputs.append(dtype(**values))
+            except ValueError as error:  # a method's own options check their values (naming the field)
+                raise UsageError(" ".join(str(error).split())) from None
+    method_training = outputs.pop(5) if training_options_cls is not None else None
     model_args, data_args, dor_args, run_args, training_args, options = outputs
     run_args.demo = demo or run_args.demo
     run_args.config = str(config_path) if config_path else None  # the file read, also when named by method
@@ -481,7 +488,16 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     if "per_device_train_batch_size" in flags and "global_batch_size" not in flags:
         run_args.global_batch_size = None  # an explicit per-device batch on the command line wins over the config
     command = TrainCommand(
-        model_args, data_args, dor_args, run_args, training_args, options, config_cls, argv, flags | set(file_values)
+        model_args,
+        data_args,
+        dor_args,
+        run_args,
+        training_args,
+        options,
+        method_training,
+        config_cls,
+        argv,
+        flags | set(file_values),
     )
     check_values(command)
     return command
@@ -523,7 +539,6 @@ def check_values(command: TrainCommand) -> None:
     _at_least(dor.dor_num_outliers, 1, "dor_num_outliers", "leave it unset for one outlier per training class")
     _at_least(run.global_batch_size, 1, "global_batch_size", "the protocol uses 32")
     _at_least(run.ece_bins, 1, "ece_bins", "the published tables use 10")
-    _at_least(run.gpa_std, 0, "gpa_std", "PromptSRC uses 1", strict=True)
     _at_least(training.num_train_epochs, 0, "num_train_epochs", "the protocol trains 5 to 200 epochs", strict=True)
     _at_least(training.learning_rate, 0, "learning_rate", "the protocol uses 0.002 for CoOp", strict=True)
     _at_least(training.per_device_train_batch_size, 1, "per_device_train_batch_size", "or set --global_batch_size")

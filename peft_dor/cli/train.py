@@ -73,26 +73,6 @@ def run_demo(command: TrainCommand) -> dict[str, Any]:
     return train(command, demo_vocabulary=vocabulary)
 
 
-def select_trainer(method_key: str, run_args):
-    """The Trainer class and extra callbacks of a method: ProGrad's gradient projection, PromptSRC's aggregation."""
-    from ..training import DORTrainer
-
-    trainer_cls, callbacks = DORTrainer, []
-    if method_key == "PROGRAD":
-        from ..training import prograd
-
-        ready = getattr(prograd, "ProGradTrainer", None)
-        if isinstance(ready, type) and issubclass(ready, DORTrainer):
-            trainer_cls = ready
-        else:
-            trainer_cls = type("ProGradDORTrainer", (prograd.ProGradMixin, DORTrainer), {})
-    if method_key == "PROMPTSRC":
-        from ..training.gpa import GPACallback
-
-        callbacks.append(GPACallback(mean=run_args.gpa_mean, std=run_args.gpa_std))
-    return trainer_cls, callbacks
-
-
 def dor_config(dor_args, demo_vocabulary: list[str] | None, processor):
     """The ``DORConfig`` of the run, or None without DOR."""
     if not dor_args.dor:
@@ -383,6 +363,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         template_for,
         with_clip_transform,
     )
+    from ..training import DORTrainer
     from ..training.interrupt import GracefulInterrupt
 
     source = data_args.data_dir or data_args.data_root or data_args.dataset_name
@@ -430,10 +411,10 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
     model = build_model(command, config)
     if training_args.should_log:
         model.print_trainable_parameters()
-    trainer_cls, method_callbacks = select_trainer(method_key, run_args)
     interrupt = GracefulInterrupt()
     with usage_errors():
-        trainer = trainer_cls(
+        # DORTrainer composes what the method declares (ProGrad's projection, PromptSRC's prompt aggregation)
+        trainer = DORTrainer(
             model=model,
             args=training_args,
             train_dataset=train_dataset,
@@ -442,7 +423,8 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
             compute_metrics=None,
             optimizer_name=None if run_args.optimizer == "hf" else run_args.optimizer,
             scheduler_name=None if run_args.scheduler == "hf" else run_args.scheduler,
-            callbacks=[TransformEpochCallback(train_transform), *method_callbacks, interrupt],
+            callbacks=[TransformEpochCallback(train_transform), interrupt],
+            method_options=command.method_training,
         )
     progress = LabelledProgressCallback()
     if trainer.pop_callback(ProgressCallback) is not None:  # present unless --disable_tqdm
@@ -482,7 +464,8 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         train_metrics = dict(train_output.metrics)
 
     # ------------------------------------------------------------------ save the adapter before evaluating
-    from ..hub import DISPLAY_NAMES, build_model_card, push_to_hub, save_with_model_card
+    from ..hub import build_model_card, push_to_hub, save_with_model_card
+    from ..registry import method_spec
 
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     base_model = _hub_id_of(command.model.model_name_or_path)
@@ -542,7 +525,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         figures = []
         for side, split_eval in plots.items():
             path = os.path.join(output_dir, f"reliability_{side}.png")
-            title = f"{DISPLAY_NAMES.get(method_key.lower(), method_key)}{' + DOR' if dor else ''}: {side}"
+            title = f"{method_spec(method_key).display_name}{' + DOR' if dor else ''}: {side}"
             split_eval.plot(path, title=title, n_bins=run_args.ece_bins)
             figures.append(path)
         trainer.save_metrics("eval", flat_metrics(evaluation))

@@ -45,6 +45,21 @@ def test_bad_flag_values(run_cli, no_model_load, image_folder, tiny_clip_path, t
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.parametrize(
+    ("method", "extra", "needles"),
+    [
+        ("promptsrc", ["--gpa_std", "0"], ["gpa_std=0", "> 0"]),  # the method's own options check themselves
+        ("coop", ["--gpa_mean", "3"], ["unrecognized arguments: --gpa_mean"]),  # only the method declaring them
+    ],
+)
+def test_method_training_options(
+    run_cli, no_model_load, image_folder, tiny_clip_path, tmp_path, method, extra, needles
+):
+    args = train_args(image_folder, tiny_clip_path, tmp_path / "out", "--method", method, *extra)
+    code, _, err = run_cli(*args)
+    assert_one_line_error(code, err, *needles)
+
+
 def test_missing_config_file(run_cli, tmp_path):
     code, _, err = run_cli("train", "--config", tmp_path / "nope.yaml")
     assert_one_line_error(code, err, "--config", "no such file", "coop")

@@ -20,6 +20,10 @@ class PromptSRCTrainingOptions:
     gpa_mean: float = field(default=15.0, metadata={"help": "PromptSRC only: mean epoch of prompt aggregation."})
     gpa_std: float = field(default=1.0, metadata={"help": "PromptSRC only: std of prompt aggregation."})
 
+    def __post_init__(self) -> None:
+        if not self.gpa_std > 0:
+            raise ValueError(f"gpa_std={self.gpa_std}: must be > 0 (the epochs' Gaussian width); PromptSRC uses 1.")
+
 
 def training_callbacks(options: PromptSRCTrainingOptions) -> list:
     """GPA with ``options``' mean and std (imported here: ``transformers``' callback module loads on first use)."""
