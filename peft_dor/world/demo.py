@@ -37,6 +37,7 @@ from .experiment import (
     split_metrics,
     summarise,
     test_data,
+    torch_threads,
     train_and_evaluate,
     zero_shot_logits,
 )
@@ -95,10 +96,15 @@ def run_demo(
     Returns:
         The content of ``results.json``.
     """
-    from transformers import CLIPModel, CLIPTokenizer
-
     output_dir, methods, seeds = _check_arguments(output_dir, methods, seeds, overwrite_output_dir)
     config = ExperimentConfig(**options)  # bad options fail here, before any work
+    with torch_threads(config.threads):
+        return _run_demo(output_dir, methods, seeds, model_path, plots, verbose, config)
+
+
+def _run_demo(output_dir: Path, methods, seeds, model_path, plots: bool, verbose: bool, config) -> dict:
+    from transformers import CLIPModel, CLIPTokenizer
+
     model_path = str(model_path or world_clip_path())
     world = load_world(model_path)
     start = time.time()
@@ -121,7 +127,9 @@ def run_demo(
         for seed in seeds:
             result = train_and_evaluate(model_path, world, task, method, seed, config, {} if use_dor else None)
             runs.append(
-                _run_entry(name, seed, result.base_logits, result.new_logits, task, config, result.new_cos_to_zero_shot)
+                _run_entry(
+                    name, seed, result.base_logits, result.new_logits, task, config, result.new_cos_to_zero_shot
+                )
             )
             new_logits.setdefault(name, []).append(result.new_logits)
             drift.setdefault(name, []).append(float(np.mean(result.new_cos_to_zero_shot)))
@@ -190,7 +198,7 @@ def plot_reliability(new_logits: dict, labels, n_bins: int, path) -> str:
 
     from ..metrics import plot_reliability_diagram
 
-    fig = Figure(figsize=(3.2 * len(new_logits), 4.4), dpi=110, layout="constrained")
+    fig = Figure(figsize=(4.2 * len(new_logits), 4.6), dpi=110, layout="constrained")
     axes = fig.subplots(2, len(new_logits), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
     for column, (name, logits) in enumerate(new_logits.items()):
         pooled = torch.cat(logits)

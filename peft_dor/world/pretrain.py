@@ -170,7 +170,9 @@ def training_batch(world: World, config: PretrainConfig, step: int, tokenizer):
     nouns = [world.nouns[i] for i in rng.integers(len(world.nouns), size=config.batch_size)]
     sizes = [SIZES[i] for i in rng.integers(len(SIZES), size=config.batch_size)]
     images = render_batch(world, nouns, sizes, rng)
-    captions = [world.sample_caption(n, s, rng, config.noun_caption_fraction) for n, s in zip(nouns, sizes)]
+    captions = [
+        world.sample_caption(n, s, rng, config.noun_caption_fraction) for n, s in zip(nouns, sizes, strict=True)
+    ]
     constraints = np.stack([caption_constraints(world, c) for c in captions])
     matches = match_matrix(_codes(world, nouns, sizes), constraints)
     text = tokenizer(captions, padding=True, return_tensors="pt")
@@ -194,7 +196,10 @@ def zero_shot_similarities(model, tokenizer, nouns, pixels: torch.Tensor, templa
     text = tokenizer([template.format(n) for n in nouns], padding=True, return_tensors="pt")
     text_features = F.normalize(model.get_text_features(**text).pooler_output, dim=-1)
     image_features = torch.cat(
-        [F.normalize(model.get_image_features(pixel_values=chunk).pooler_output, dim=-1) for chunk in pixels.split(500)]
+        [
+            F.normalize(model.get_image_features(pixel_values=chunk).pooler_output, dim=-1)
+            for chunk in pixels.split(500)
+        ]
     )
     model.train(was_training)
     return image_features @ text_features.t()
@@ -223,7 +228,9 @@ def _lr(step: int, config: PretrainConfig) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def pretrain(output_dir: str | os.PathLike, config: PretrainConfig | None = None, overwrite: bool = False, progress=True):
+def pretrain(
+    output_dir: str | os.PathLike, config: PretrainConfig | None = None, overwrite: bool = False, progress=True
+):
     """Pre-train a world CLIP and save it, with its tokenizer, processor and ``world.json``, to ``output_dir``.
 
     Returns:

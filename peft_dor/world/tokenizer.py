@@ -46,7 +46,7 @@ def bpe_pieces(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """The pieces CLIP's BPE makes of one lower-case ``word`` with merge ``ranks`` (the lowest rank merges first)."""
     parts = _word_symbols(word)
     while len(parts) > 1:
-        pairs = [(ranks.get(pair, None), i) for i, pair in enumerate(zip(parts, parts[1:]))]
+        pairs = [(ranks.get(pair), i) for i, pair in enumerate(zip(parts[:-1], parts[1:], strict=True))]
         pairs = [(rank, i) for rank, i in pairs if rank is not None]
         if not pairs:
             break

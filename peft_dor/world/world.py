@@ -191,9 +191,7 @@ class World:
 
 def build_world(seed: int = 0, image_size: int = 32) -> World:
     """The world of 5 colours x 5 shapes x 4 patterns, with made-up noun names drawn from ``seed``."""
-    combos = [
-        {"colour": c, "shape": s, "pattern": p} for c in COLOURS for s in SHAPES for p in PATTERNS
-    ]
+    combos = [{"colour": c, "shape": s, "pattern": p} for c in COLOURS for s in SHAPES for p in PATTERNS]
     names = _noun_names(len(combos), seed)
     return World(nouns=names, noun_attributes=dict(zip(names, combos, strict=True)), image_size=image_size)
 
@@ -214,7 +212,9 @@ def load_world(path: str | os.PathLike | None = None) -> World:
         )
     data = json.loads(file.read_text())
     if data.get("version") != WORLD_VERSION:
-        raise ValueError(f"{file} is world version {data.get('version')}; this peft-dor reads version {WORLD_VERSION}.")
+        raise ValueError(
+            f"{file} is world version {data.get('version')}; this peft-dor reads version {WORLD_VERSION}."
+        )
     return World(nouns=list(data["nouns"]), noun_attributes=data["noun_attributes"], image_size=data["image_size"])
 
 
