@@ -366,12 +366,12 @@ def format_table(summary: dict, title: str = "") -> str:
     def cell(split: dict, metric: str) -> str:
         return f"{100 * split[metric]:5.1f} ± {100 * split[metric + '_sd']:4.1f}"
 
-    header = f"{'method':<14} | {'acc base':>12} {'acc new':>12} {'acc HM':>12} | {'ECE base':>12} {'ECE new':>12}"
+    header = f"{'method':<18} | {'acc base':>12} {'acc new':>12} {'acc HM':>12} | {'ECE base':>12} {'ECE new':>12}"
     header += f" {'ECE HM':>12}"
     lines = [title] if title else []
     lines += [header, "-" * len(header)]
     for method, row in summary.items():
         accs = " ".join(cell(row[s], "accuracy") for s in ("base", "new", "hm"))
         eces = " ".join(cell(row[s], "ece") for s in ("base", "new", "hm"))
-        lines.append(f"{method:<14} | {accs} | {eces}")
+        lines.append(f"{method:<18} | {accs} | {eces}")
     return "\n".join(lines)

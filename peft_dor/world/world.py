@@ -132,6 +132,25 @@ class World:
             raise ValueError(f"`size` must be one of {SIZES} or None; got {size!r}.")
         return draw_object(attributes, size, rng, self.image_size)
 
+    def contact_sheet(
+        self, nouns: Sequence[str] | None = None, per_noun: int = 2, seed: int = 0, scale: int = 2
+    ) -> PILImage.Image:
+        """One image with ``per_noun`` renders (big, small, ...) of each noun in a column, ``scale`` x enlarged."""
+        from PIL import Image
+
+        nouns = list(nouns if nouns is not None else self.nouns)
+        rng = np.random.default_rng(seed)
+        step = self.image_size + 2
+        sheet = np.zeros((per_noun * step, len(nouns) * step, 3), dtype=np.uint8)
+        for column, noun in enumerate(nouns):
+            for row in range(per_noun):
+                image = self.render_array(noun, rng, SIZES[row % len(SIZES)])
+                sheet[row * step : row * step + self.image_size, column * step : column * step + self.image_size] = (
+                    image
+                )
+        picture = Image.fromarray(sheet, mode="RGB")
+        return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
     # -------------------------------------------------------------------------------------------------- captions
     def sample_caption(self, noun: str, size: str, rng: np.random.Generator, noun_fraction: float = 0.6) -> str:
         """A caption consistent with an image of ``noun`` at ``size``.
