@@ -218,7 +218,7 @@ def fit_logit_scale(similarities: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_scale.exp())
+    return log_scale.detach().exp().item()
 
 
 def _lr(step: int, config: PretrainConfig) -> float:
