@@ -91,3 +91,11 @@ def test_bad_input_names_the_argument(tmp_path):
 
 def test_method_names_put_coop_first():
     assert method_names(["tcp", "coop"]) == ["zero_shot", "coop", "coop+dor", "tcp", "tcp+dor"]
+
+
+def test_extra_methods_run_the_same_way(tmp_path):
+    # MaPLe prompts the vision tower, so it trains from pixels where CoOp trains from cached image features
+    results = run_demo(tmp_path, methods=["maple"], seeds=[1], plots=False, verbose=False, epochs=1, test_per_class=2)
+    assert list(results["summary"]) == ["zero_shot", "coop", "coop+dor", "maple", "maple+dor"]
+    assert set(results["drift"]) == set(results["summary"])
+    assert not (tmp_path / "reliability_new.png").exists()
