@@ -53,7 +53,11 @@ def _entry(name: str, seed: int, base_logits, new_logits, task, config, drift=No
     return row
 
 
-def run(seeds, config: ExperimentConfig, methods=METHODS, log=print) -> dict:
+TABLE_PART, ABLATION_PART = "table", "ablation"
+
+
+def run(seeds, config: ExperimentConfig, methods=METHODS, parts=(TABLE_PART, ABLATION_PART), log=print, save=None):
+    """Train and evaluate every run of ``parts``; ``save(runs)`` is called after each run (partial results survive)."""
     from transformers import CLIPModel, CLIPTokenizer
 
     path = world_clip_path()
@@ -64,11 +68,6 @@ def run(seeds, config: ExperimentConfig, methods=METHODS, log=print) -> dict:
     zs_base = zero_shot_logits(clip, tokenizer, task.split.base, task.base_test)
     zs_new = zero_shot_logits(clip, tokenizer, task.split.new, task.new_test)
     runs = [_entry("zero_shot", s, zs_base, zs_new, task, config, [1.0]) for s in seeds]
-    ablation = {
-        "far": {"selection": "far"},
-        "random": {"selection": "random"},
-        "oracle": {"vocabulary": list(task.split.new)},
-    }
     start = time.time()
 
     def train(name, method, seed, dor):
@@ -77,35 +76,54 @@ def run(seeds, config: ExperimentConfig, methods=METHODS, log=print) -> dict:
             _entry(name, seed, result.base_logits, result.new_logits, task, config, result.new_cos_to_zero_shot)
         )
         log(f"{name:>22} seed {seed}: new ECE {100 * runs[-1]['new']['ece']:.1f}  ({time.time() - start:.0f} s)")
+        if save is not None:
+            save(runs)
         return result
 
-    for method in methods:
-        for seed in seeds:
-            plain = train(method, method, seed, None)
-            temperature = fit_temperature(plain.base_val_logits, plain.base_val_labels, from_logits=True)
-            row = _entry(
-                f"{method}+ts",
-                seed,
-                apply_temperature(plain.base_logits, temperature),
-                apply_temperature(plain.new_logits, temperature),
-                task,
-                config,
-            )
-            row["temperature"] = temperature
-            runs.append(row)
-            train(f"{method}+dor", method, seed, {})
-    for label, dor in ablation.items():
-        for seed in seeds:
-            train(f"coop+dor ({label})", "coop", seed, dor)
-    table_names = ["zero_shot", *[f"{m}{s}" for m in methods for s in ("", "+ts", "+dor")]]
-    ablation_names = ["coop", "coop+dor", *[f"coop+dor ({label})" for label in ablation]]
-    return {
-        "table": summarise(runs, table_names),
-        "ablation": summarise(runs, ablation_names),
-        "runs": runs,
-        "config": {**config.to_dict(), "seeds": list(seeds), "methods": list(methods), "split": vars(task.split)},
-        "seconds": round(time.time() - start, 1),
-    }
+    if TABLE_PART in parts:
+        for method in methods:
+            for seed in seeds:
+                plain = train(method, method, seed, None)
+                temperature = fit_temperature(plain.base_val_logits, plain.base_val_labels, from_logits=True)
+                base, new = (apply_temperature(x, temperature) for x in (plain.base_logits, plain.new_logits))
+                runs.append({**_entry(f"{method}+ts", seed, base, new, task, config), "temperature": temperature})
+                train(f"{method}+dor", method, seed, {})
+    if ABLATION_PART in parts:
+        ablation = {
+            "far": {"selection": "far"},
+            "random": {"selection": "random"},
+            "oracle": {"vocabulary": task.split.new},
+        }
+        for label, dor in ablation.items():
+            for seed in seeds:
+                train(f"coop+dor ({label})", "coop", seed, dor)
+    return runs, {**config.to_dict(), "seeds": list(seeds), "split": vars(task.split)}
+
+
+def summaries(runs: list[dict]) -> tuple[dict, dict]:
+    """The Table-1 summary and the ablation summary of whichever runs are present."""
+    present = {r["method"] for r in runs}
+    table = ["zero_shot", *[f"{m}{s}" for m in METHODS for s in ("", "+ts", "+dor")]]
+    ablation = ["coop", "coop+dor", *[f"coop+dor ({label})" for label in ("far", "random", "oracle")]]
+    return (
+        summarise(runs, [n for n in table if n in present]),
+        summarise(runs, [n for n in ablation if n in present]),
+    )
+
+
+def merge(paths) -> dict:
+    """One result from several part files (the same config and seeds; zero-shot rows are taken once)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    runs, seen = [], set()
+    for part in parts:
+        for row in part["runs"]:
+            key = (row["method"], row["seed"])
+            if key not in seen:
+                seen.add(key)
+                runs.append(row)
+    table, ablation = summaries(runs)
+    seconds = sum(part.get("seconds", 0.0) for part in parts)
+    return {"table": table, "ablation": ablation, "runs": runs, "config": parts[0]["config"], "seconds": seconds}
 
 
 def write(results: dict, stem: str = "world_protocol") -> None:
@@ -143,17 +161,39 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--parts", nargs="+", default=[TABLE_PART, ABLATION_PART], choices=[TABLE_PART, ABLATION_PART])
+    parser.add_argument("--part_file", default=None, help="Write this part's runs here (for --merge) instead.")
+    parser.add_argument("--merge", nargs="+", default=None, help="Combine part files into the results files.")
     parser.add_argument("--quick", action="store_true", help="One seed, 2 epochs: checks the script, not the result.")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: fastest here).")
     args = parser.parse_args(argv)
-    options = {"threads": args.threads}
-    seeds = args.seeds
-    if args.quick:
-        options.update(epochs=2, test_per_class=10)
-        seeds = seeds[:1]
-    results = run(seeds, ExperimentConfig(**options), args.methods)
-    if not args.quick:
-        write(results)
+    if args.merge:
+        results = merge(args.merge)
+    else:
+        options = {"threads": args.threads}
+        seeds = args.seeds
+        if args.quick:
+            options.update(epochs=2, test_per_class=10)
+            seeds = seeds[:1]
+        config = ExperimentConfig(**options)
+        start = time.time()
+        holder = {}
+
+        def save(runs):
+            if args.part_file:
+                holder.update(runs=runs, seconds=round(time.time() - start, 1))
+                Path(args.part_file).write_text(json.dumps({**holder, "config": holder.get("config")}, indent=1))
+
+        runs, run_config = run(seeds, config, args.methods, args.parts, save=save)
+        holder["config"] = run_config
+        save(runs)
+        table, ablation = summaries(runs)
+        results = {"table": table, "ablation": ablation, "runs": runs, "config": run_config}
+        results["seconds"] = round(time.time() - start, 1)
+        if args.quick or args.part_file:
+            print(format_table(table, "Table 1 in miniature"))
+            return results
+    write(results)
     print(format_table(results["table"], "Table 1 in miniature"))
     print(format_table(results["ablation"], "Outlier ablation (CoOp + DOR)"))
     return results
