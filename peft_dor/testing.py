@@ -23,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-#: words that become single tokens (or short merges) in the tiny vocabulary
+from .world.tokenizer import bytes_to_unicode, single_token_vocabulary
+
+#: words that are single tokens of the tiny vocabulary
 TINY_WORDS = (
     "a an the of photo picture type texture pet flower food aircraft centered satellite person doing "
     "x cat dog bird fish horse frog deer ship truck car plane boat tree rose tulip apple banana pizza "
@@ -61,40 +63,17 @@ VIT_B16_SIZE = {
 }
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    # GPT-2/CLIP's reversible byte -> printable-unicode table (every byte gets a visible character).
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+# CLIP's byte table, under the name benchmarks already import
+_bytes_to_unicode = bytes_to_unicode
 
 
 def tiny_vocabulary(words=TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """CLIP-style BPE vocabulary and merges: every byte (alone and word-final) plus left-to-right merges of ``words``."""
-    symbols = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for token in symbols + [s + "</w>" for s in symbols]:
-        vocab.setdefault(token, len(vocab))
-    merges: list[tuple[str, str]] = []
-    seen = set()
-    for word in words:
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(parts) > 1:
-            pair = (parts[0], parts[1])
-            if pair not in seen:
-                seen.add(pair)
-                merges.append(pair)
-                vocab.setdefault(pair[0] + pair[1], len(vocab))
-            parts = [parts[0] + parts[1], *parts[2:]]
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    return vocab, merges
+    """CLIP-style BPE vocabulary and merges in which every word of ``words`` is exactly one token.
+
+    Every byte (alone and word-final) plus each word's merges left to right, and, where BPE's rank order would still
+    split a word, the merges that join its pieces (:func:`peft_dor.world.tokenizer.single_token_vocabulary`).
+    """
+    return single_token_vocabulary(words)
 
 
 def build_tiny_tokenizer(words=TINY_WORDS):

@@ -33,3 +33,13 @@ def test_same_seed_same_weights_and_no_rebuild(tmp_path):
     stamp = (tmp_path / "a" / "config.json").stat().st_mtime_ns
     assert build_tiny_clip(tmp_path / "a", seed=3) == first
     assert (tmp_path / "a" / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_every_tiny_word_is_one_token():
+    # Left-to-right merges alone split 11 of these words (BPE applies merges by rank, not by position).
+    from peft_dor.testing import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    ids = tokenizer(list(TINY_WORDS), add_special_tokens=False)["input_ids"]
+    split = {word: row for word, row in zip(TINY_WORDS, ids, strict=True) if len(row) != 1}
+    assert not split
