@@ -2,7 +2,7 @@
 
 Examples:
 
-    peft-dor train --demo                                   # offline: tiny CLIP, generated images, < 2 min on CPU
+    peft-dor train --demo                                   # offline: the paper in miniature (docs/world.md)
     peft-dor train --config coop --dataset dtd --data_root ~/data --seed 1 --output_dir outputs/coop/dtd/seed1
     accelerate launch -m peft_dor train --config maple --dataset dtd --data_root ~/data --bf16
     peft-dor evaluate --adapter outputs/coop/dtd/seed1 --data_dir my_images/ --output_dir eval/

@@ -173,10 +173,15 @@ class RunArguments:
         default=None, metadata={"help": "JSON object of method-config fields not exposed as flags."}
     )
     demo: bool = field(
-        default=False, metadata={"help": "Offline demo: tiny CLIP, generated images, CoOp + DOR, < 2 minutes on CPU."}
+        default=False,
+        metadata={
+            "help": "The paper in miniature, offline: zero-shot, CoOp and CoOp + DOR on the shipped world CLIP, "
+            "3 seeds, a few minutes on CPU (docs/world.md)."
+        },
     )
     methods: list[str] | None = field(
-        default=None, metadata={"help": "--demo only: the methods to demonstrate (default: coop)."}
+        default=None,
+        metadata={"help": "--demo only: more methods to run with and without DOR (coop, kgcoop, maple, tcp)."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Retrain into an output directory that already holds a run."}
@@ -400,6 +405,7 @@ def _pre_parse(argv: list[str]) -> argparse.Namespace:
     pre.add_argument("--config")
     pre.add_argument("--method")
     pre.add_argument("--demo", nargs="?", const="true", default=None)
+    pre.add_argument("--dataset")
     pre.add_argument("--help_all", "--help-all", action="store_true")
     pre.add_argument("--methods", nargs="+")
     known, _ = pre.parse_known_args(argv)
@@ -422,11 +428,12 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     argv = list(sys.argv[1:] if argv is None else argv)
     known = _pre_parse(argv)
     demo = known.demo is not None and known.demo.lower() in ("true", "1", "yes")
+    generated = demo or known.dataset == "demo"  # the generated-data check run takes the same quick defaults
     config_path = resolve_config_path(known.config) if known.config else None
     method = known.method or ((known.methods or ["coop"])[0] if demo else None)
     if config_path is None:
         default = CONFIG_DIR / f"{(method or 'coop').lower().removeprefix('dor_')}.yaml"
-        config_path = default if default.exists() and not demo else None
+        config_path = default if default.exists() and not generated else None
     file_values = load_yaml(config_path) if config_path else {}
     method_key = resolve_method(method or file_values.get("method", "coop"))
     config_cls = method_classes(method_key)[0]
@@ -456,7 +463,7 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     defaults: dict[str, Any] = {**TRAINING_DEFAULTS, "use_cpu": not has_accelerator(), **file_values}
     defaults["method"] = method_key.lower()
     defaults["config"] = str(config_path) if config_path else None
-    if demo:
+    if generated:
         defaults.update({**DEMO_DEFAULTS, "method": method_key.lower()})
     parser.set_defaults(**defaults)
     namespace, extra = parser.parse_known_args(argv)

@@ -65,7 +65,7 @@ def load_splits(data_args, model_args):
     if not any((data_args.data_root, data_args.data_dir, data_args.dataset_name)):
         raise UsageError(
             "no data: give --data_dir (an image folder), --data_root with --dataset (the CoOp layout) or "
-            "--dataset_name (a Hub dataset); --demo runs on generated images."
+            "--dataset_name (a Hub dataset); --demo runs the offline world demo."
         )
     name = data_args.dataset if data_args.dataset not in (None, "demo") else None
     kwargs: dict[str, Any] = {}

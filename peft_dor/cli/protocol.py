@@ -17,7 +17,7 @@ Examples:
     peft-dor protocol --methods maple --datasets dtd eurosat --data_root ~/data \\
         --launcher "accelerate launch --multi_gpu --num_processes 4" --output_dir runs/b2n
 
-    # the whole grid offline on the demo data (tiny CLIP, generated images)
+    # the whole grid offline on generated images and a small fitted CLIP (a check of the pipeline)
     peft-dor protocol --demo --seeds 1 2 --output_dir runs/demo
 
     # list what would run; anything after "--" is passed to every run
@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument(
         "--launcher", default=None, help='command prefix of each run, e.g. "accelerate launch --num_processes 4"'
     )
-    parser.add_argument("--demo", action="store_true", help="run the grid on the offline demo data")
+    parser.add_argument("--demo", action="store_true", help="run the grid offline on generated images (--dataset demo: a pipeline check)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands of unfinished runs and stop")
     parser.add_argument("--tables_only", action="store_true", help="only aggregate the existing results")
     parser.add_argument("--stop_on_error", action="store_true", help="stop at the first failed run")
@@ -126,7 +126,7 @@ def command(run: Run, args: argparse.Namespace, extra: list[str]) -> list[str]:
         cmd += ["--config", str(config)]
     cmd += ["--method", run.method, "--seed", str(run.seed), "--output_dir", run.output_dir]
     if args.demo:
-        cmd += ["--demo"]
+        cmd += ["--dataset", "demo"]
     else:
         cmd += ["--dataset", run.dataset, "--data_root", str(args.data_root)]
     return cmd + list(extra)

@@ -58,14 +58,54 @@ def demo_assets(training_args) -> tuple[str, str, list[str]]:
     return str(model_path), str(data_dir), vocabulary
 
 
+#: the flags ``--demo`` takes (with the ExperimentConfig field each sets, if any); it runs a fixed experiment
+_DEMO_FLAGS = {
+    "demo": None,
+    "output_dir": None,
+    "overwrite_output_dir": None,
+    "methods": None,
+    "method": None,
+    "num_train_epochs": "epochs",
+    "shots": "shots",
+}
+
+
 def run_demo(command: TrainCommand) -> dict[str, Any]:
-    """``--demo``: the offline tiny-CLIP demo (generated images, CoOp + DOR) through the normal training path."""
-    methods = command.run.methods or [command.run.method]
-    if len(methods) > 1:
+    """``--demo``: the paper in miniature on the shipped world CLIP (zero-shot, a method, the method + DOR; 3 seeds).
+
+    See docs/world.md. ``--methods`` adds methods, ``--num_train_epochs`` and ``--shots`` shorten it.
+    """
+    from ..world.demo import check_demo_arguments
+    from ..world.demo import run_demo as run_world_demo
+
+    other = sorted(command.explicit_flags - set(_DEMO_FLAGS))
+    if other:
         raise UsageError(
-            f"--methods {' '.join(methods)}: the demo trains one method per run; run it once per method "
-            f"(e.g. --demo --methods {methods[0]})."
+            f"--{other[0]}: --demo runs the fixed world experiment of docs/world.md and takes only "
+            "--output_dir, --overwrite_output_dir, --methods, --num_train_epochs and --shots; drop it, or train "
+            "on your data without --demo."
         )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--demo runs in one process; start it without accelerate launch / torchrun.")
+    epochs = command.training.num_train_epochs
+    if "num_train_epochs" in command.explicit_flags and epochs != int(epochs):
+        raise UsageError(f"--num_train_epochs {epochs:g}: the demo trains whole epochs; give an integer.")
+    values = {"num_train_epochs": int(epochs), "shots": command.data.shots}
+    options = {
+        _DEMO_FLAGS[flag]: values[flag] for flag in ("num_train_epochs", "shots") if flag in command.explicit_flags
+    }
+    methods = command.run.methods or [command.run.method]
+    output_dir, overwrite = command.training.output_dir, command.run.overwrite_output_dir
+    try:
+        with usage_errors("--demo"):
+            check_demo_arguments(output_dir, methods, overwrite_output_dir=overwrite, **options)
+    except FileExistsError as error:
+        raise UsageError(" ".join(str(error).split())) from None
+    return run_world_demo(output_dir, methods=methods, overwrite_output_dir=overwrite, **options)
+
+
+def run_generated_data(command: TrainCommand) -> dict[str, Any]:
+    """``--dataset demo``: a quick check of the whole training path on generated images and a small fitted CLIP."""
     model_path, data_dir, vocabulary = demo_assets(command.training)
     command.model.model_name_or_path = model_path
     command.data.data_dir = data_dir
@@ -304,6 +344,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_output(command.training.should_log)
     if command.run.demo:
         return run_demo(command)
+    if command.data.dataset == "demo":
+        return run_generated_data(command)
     return train(command)
 
 

@@ -70,6 +70,23 @@ def _check_arguments(output_dir, methods, seeds, overwrite_output_dir) -> tuple[
     return output_dir, methods, seeds
 
 
+def check_demo_arguments(
+    output_dir: str | os.PathLike,
+    methods: Sequence[str] = ("coop",),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    overwrite_output_dir: bool = False,
+    **options,
+) -> tuple[Path, list[str], list[int], ExperimentConfig]:
+    """The checks :func:`run_demo` makes before any work, for callers that report bad input their own way.
+
+    Raises:
+        ValueError: an unknown method, a bad seed or option (naming it and the fix).
+        FileExistsError: ``output_dir`` already holds results and ``overwrite_output_dir`` is False.
+    """
+    output_dir, methods, seeds = _check_arguments(output_dir, methods, seeds, overwrite_output_dir)
+    return output_dir, methods, seeds, ExperimentConfig(**options)
+
+
 def run_demo(
     output_dir: str | os.PathLike,
     methods: Sequence[str] = ("coop",),
@@ -96,8 +113,9 @@ def run_demo(
     Returns:
         The content of ``results.json``.
     """
-    output_dir, methods, seeds = _check_arguments(output_dir, methods, seeds, overwrite_output_dir)
-    config = ExperimentConfig(**options)  # bad options fail here, before any work
+    output_dir, methods, seeds, config = check_demo_arguments(
+        output_dir, methods, seeds, overwrite_output_dir, **options
+    )
     with torch_threads(config.threads):
         return _run_demo(output_dir, methods, seeds, model_path, plots, verbose, config)
 

@@ -258,6 +258,7 @@ def torch_threads(threads: int | None):
 def _train_and_evaluate(clip_path, world, task, method, seed, config, dor) -> RunResult:
     from peft import get_peft_model
     from transformers import CLIPModel, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from .. import DORConfig, DORTrainer
 
@@ -308,6 +309,7 @@ def _train_and_evaluate(clip_path, world, task, method, seed, config, dor) -> Ru
             compute_metrics=None,
             optimizer_name="sgd",
         )
+        trainer.remove_callback(PrinterCallback)  # the demo prints its own one line per run, not Trainer's log dicts
         trainer.train()
     pool = list(trainer.dor.pool.names) if trainer.dor is not None else None
     base_logits = predict(model, clip, task.base_test)

@@ -51,8 +51,10 @@ def test_default_output_dir_and_demo_defaults():
     command = parse_train_args(["--method", "kgcoop", "--dataset", "dtd", "--seed", "2"])
     assert command.training.output_dir == str(Path("outputs", "kgcoop", "dtd", "shots16_seed2"))
     demo = parse_train_args(["--demo"])
-    assert demo.run.demo and demo.run.method == "coop" and demo.data.task == "base_to_new"
-    assert demo.training.output_dir == "demo_output" and demo.method_options.n_ctx == 4
+    assert demo.run.demo and demo.run.method == "coop" and demo.training.output_dir == "demo_output"
+    generated = parse_train_args(["--dataset", "demo"])  # the generated-data check takes the same quick defaults
+    assert not generated.run.demo and generated.data.task == "base_to_new" and generated.method_options.n_ctx == 4
+    assert generated.training.output_dir == "demo_output" and generated.training.num_train_epochs == 6
 
 
 def test_help_shows_the_librarys_options_first_and_hides_rare_training_flags(run_cli):
@@ -166,5 +168,19 @@ def test_docs_readme_and_configs_cite_no_file_that_does_not_ship():
 def test_demo_takes_its_method_from_methods(run_cli):
     command = parse_train_args(["--demo", "--methods", "kgcoop"])
     assert command.run.method == "kgcoop" and command.config_cls.__name__ == "KgCoOpConfig"
-    code, _, err = run_cli("train", "--demo", "--methods", "coop", "kgcoop")
-    assert code == 2 and "the demo trains one method per run" in err
+    code, _, err = run_cli("train", "--demo", "--methods", "vpt")
+    assert code == 2 and "methods" in err and "vpt" in err and "kgcoop" in err
+
+
+@pytest.mark.parametrize("flag", [["--seed", "3"], ["--learning_rate", "0.1"], ["--dataset", "dtd"]])
+def test_demo_refuses_flags_of_a_training_run(run_cli, tmp_path, flag):
+    code, _, err = run_cli("train", "--demo", "--output_dir", tmp_path / "out", *flag)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and flag[0] in lines[0] and "docs/world.md" in lines[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_an_output_dir_with_results(run_cli, tmp_path):
+    (tmp_path / "results.json").write_text("{}")
+    code, _, err = run_cli("train", "--demo", "--output_dir", tmp_path)
+    assert code == 2 and "--overwrite_output_dir" in err and (tmp_path / "results.json").read_text() == "{}"

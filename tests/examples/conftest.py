@@ -1,4 +1,5 @@
-"""Fixtures for the example scripts (thin wrappers of the ``peft-dor`` command): one demo run."""
+"""Fixtures for the example scripts (thin wrappers of the ``peft-dor`` command): one run of the generated-data check
+(``--dataset demo``: the whole training path on generated images and a small fitted CLIP)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "train.py"
-#: the demo, shortened for the tests (same pipeline, fewer steps)
-DEMO_ARGS = ["--demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
+#: the generated-data run, shortened for the tests (same pipeline, fewer steps)
+DEMO_ARGS = ["--dataset", "demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
 
 
 def script_env(cache_dir: Path) -> dict[str, str]:
@@ -37,7 +38,7 @@ def demo_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, demo_cache):
-    """``python examples/train.py --demo`` (shortened) in a fresh process: its output directory."""
+    """``python examples/train.py --dataset demo`` (shortened) in a fresh process: its output directory."""
     out = tmp_path_factory.mktemp("demo") / "one-process"
     cmd = [sys.executable, str(TRAIN), *DEMO_ARGS, "--output_dir", str(out)]
     proc = subprocess.run(cmd, env=script_env(demo_cache), capture_output=True, text=True, timeout=600)
