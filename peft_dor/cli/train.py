@@ -101,7 +101,14 @@ def run_demo(command: TrainCommand) -> dict[str, Any]:
             check_demo_arguments(output_dir, methods, overwrite_output_dir=overwrite, **options)
     except FileExistsError as error:
         raise UsageError(" ".join(str(error).split())) from None
-    return run_world_demo(output_dir, methods=methods, overwrite_output_dir=overwrite, **options)
+    try:
+        return run_world_demo(output_dir, methods=methods, overwrite_output_dir=overwrite, **options)
+    except KeyboardInterrupt:  # a minute-long fixed experiment: nothing to resume, so no traceback either
+        print(
+            f"peft-dor train: --demo interrupted before it wrote its results to {output_dir}; rerun the command.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
 
 
 def run_generated_data(command: TrainCommand) -> dict[str, Any]:
