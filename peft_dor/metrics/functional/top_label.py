@@ -6,9 +6,9 @@ arg-max is taken on the input as given (logits or probabilities), first index on
 softmax never creates a tie the logits did not have. All arithmetic is in float64, whatever the input dtype, so
 half-precision inputs only lose what their own rounding lost.
 
-The ``(N, C)`` input is processed in blocks of rows small enough to stay in the CPU cache: each block is upcast to
-float64 and reduced to a few numbers per row right away, so no float64 copy, probability matrix or one-hot matrix of
-the whole input is ever built. On millions of rows this is what makes the metrics as fast as torchmetrics' float32
+The ``(N, C)`` input is processed in blocks of rows: each block is upcast to float64 into one reused buffer and
+reduced to a few numbers per row right away, so no float64 copy, probability matrix or one-hot matrix of the whole
+input is ever built. On millions of rows this is what makes the metrics as fast as torchmetrics' float32
 ones; per row the arithmetic is exactly that of a whole-matrix float64 softmax.
 """
 
@@ -23,9 +23,10 @@ from .inputs import LOG_EPS, ArrayLike, as_labels, check_logit_rows, validated_p
 
 __all__ = ["TopLabelStats", "top_label", "top_label_columns", "top_label_stats"]
 
-# Elements (rows x classes) per block: 2 MiB of float64, which stays in L2 while a handful of passes read it, and is
-# large enough that per-block Python overhead and torch's intra-op threading stay negligible.
-_BLOCK_ELEMENTS = 1 << 18
+# Elements (rows x classes) per block: 64 MiB of float64, reused from block to block. Large blocks keep the number of
+# torch calls (each one an OpenMP parallel region, which stalls when other processes hold the cores) small; reusing one
+# buffer with in-place ops keeps them from page-faulting fresh memory for every block.
+_BLOCK_ELEMENTS = 1 << 23
 
 
 class TopLabelStats(NamedTuple):
@@ -41,30 +42,43 @@ class TopLabelStats(NamedTuple):
     brier: np.ndarray
 
 
+class _Buffers:
+    """Scratch tensors for blocks of at most ``rows`` rows, allocated once per call."""
+
+    def __init__(self, rows: int, n_classes: int) -> None:
+        self.block = torch.empty((rows, n_classes), dtype=torch.float64)
+        self.row_max = torch.empty(rows, dtype=torch.float64)
+        self.pred = torch.empty(rows, dtype=torch.long)
+        self.sum = torch.empty(rows, dtype=torch.float64)
+
+
 def _block_stats(
-    block: torch.Tensor, target: torch.Tensor, is_probs: bool, with_scores: bool, name: str
+    x: torch.Tensor, target: torch.Tensor, is_probs: bool, with_scores: bool, buffers: _Buffers, name: str
 ) -> tuple[torch.Tensor, ...]:
-    """Confidence and correctness (and, with ``with_scores``, the NLL and Brier terms) of one float64 block."""
+    """Confidence and correctness (and, with ``with_scores``, the NLL and Brier terms) of one block of rows."""
+    k = x.shape[0]
+    block, row_max, pred = buffers.block[:k], buffers.row_max[:k], buffers.pred[:k]
+    block.copy_(x)  # the float64 upcast, exact
+    torch.max(block, dim=1, out=(row_max, pred))
+    correct = pred == target
     # Brier uses sum_c (p_c - 1[c = y])^2 = sum_c p_c^2 - 2 p_y + 1, so no one-hot matrix is needed.
     if is_probs:
-        conf, pred = block.max(dim=1)
-        correct = pred == target
+        conf = row_max  # read before the next block overwrites the buffer
         if not with_scores:
             return conf, correct
         p_y = block.gather(1, target[:, None]).squeeze(1)
         nll = -torch.log(p_y.clamp_min(LOG_EPS))
         sum_sq = torch.einsum("ij,ij->i", block, block)
     else:
-        row_max, pred = block.max(dim=1)
         check_logit_rows(row_max, name)
-        e = (block - row_max[:, None]).exp_()  # the arg-max entry is exp(0) = 1 ...
-        s = e.sum(dim=1)
+        x_y = block.gather(1, target[:, None]).squeeze(1) if with_scores else None
+        e = block.sub_(row_max[:, None]).exp_()  # the arg-max entry is exp(0) = 1 ...
+        s = torch.sum(e, dim=1, out=buffers.sum[:k])
         conf = s.reciprocal()  # ... so the top probability is 1 / sum, exactly as softmax computes it
-        correct = pred == target
         if not with_scores:
             return conf, correct
         p_y = e.gather(1, target[:, None]).squeeze(1) / s
-        nll = torch.log(s) - (block.gather(1, target[:, None]).squeeze(1) - row_max)  # -log_softmax(x)[y]
+        nll = torch.log(s) - (x_y - row_max)  # -log_softmax(x)[y], without the matrix
         sum_sq = torch.einsum("ij,ij->i", e, e) / (s * s)
     brier = (sum_sq - 2.0 * p_y + 1.0).clamp_min(0.0)
     return conf, correct, nll, brier
@@ -86,17 +100,15 @@ def top_label_columns(
         Two (or four) float64 arrays of shape ``(N,)``, in :class:`TopLabelStats` order.
     """
     n, n_classes = x.shape
-    rows = max(1, _BLOCK_ELEMENTS // n_classes)
+    rows = min(n, max(1, _BLOCK_ELEMENTS // n_classes))
+    buffers = _Buffers(rows, n_classes)
     target = torch.from_numpy(y)
-    columns = 4 if with_scores else 2
-    out = torch.empty((columns, n), dtype=torch.float64)
+    out = torch.empty((4 if with_scores else 2, n), dtype=torch.float64)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        block = x[start:stop].to(torch.float64)  # a view when x is float64 already; never written to
-        for column, values in zip(
-            out, _block_stats(block, target[start:stop], is_probs, with_scores, name), strict=True
-        ):
-            column[start:stop] = values
+        values = _block_stats(x[start:stop], target[start:stop], is_probs, with_scores, buffers, name)
+        for column, value in zip(out, values, strict=True):
+            column[start:stop] = value
     return list(out.numpy())
 
 
