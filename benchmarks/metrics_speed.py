@@ -175,9 +175,9 @@ def main() -> None:
     saturated = sum(entry["checks"]["float32_confidences_equal_1"] for entry in data["per_classes"].values())
     notes = [
         f"peft-dor's ECE takes {ratios} torchmetrics' time on the same float32 logits ({args.n_bins} bins).",
-        "peft-dor computes in float64 in cache-sized blocks of rows (no float64 copy of the whole matrix, no "
-        "probability matrix); torchmetrics soft-maxes the whole matrix in float32; plain_float64 is the same float64 "
-        "arithmetic as peft-dor on the whole matrix at once.",
+        "peft-dor computes in float64, in 64 MiB blocks of rows through one reused buffer (no float64 copy of the "
+        "whole matrix, no probability matrix); torchmetrics soft-maxes the whole matrix in float32; plain_float64 is "
+        "the same float64 arithmetic on the whole matrix at once, as peft-dor computed it before the blocks.",
         "Checked before timing: every peft-dor ECE equals the plain float64 one to 1e-12 (the results are those of "
         "the float64 definition) and torchmetrics' float32 confidences, binned the same way with float64 sums, to "
         "1e-6. torchmetrics' own number differs by the error of its float32 per-bin sums (scatter_add over N "
