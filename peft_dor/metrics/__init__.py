@@ -25,7 +25,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .accumulator import CalibrationAccumulator, all_gather_concat
-from .calibration import (
+from .functional import (
     REPORT_KEYS,
     ReliabilityTable,
     TopLabelStats,

@@ -13,17 +13,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .calibration import (
-    _EDGE_RULES,
-    _MCE_VARIANTS,
+from .functional import (
+    EDGE_RULES,
+    MCE_VARIANTS,
     ArrayLike,
     EdgeRule,
     MCEVariant,
     TopLabelStats,
-    _check_choice,
-    _check_from_logits,
-    _check_n_bins,
-    _report_from_stats,
+    calibration_report_from_stats,
+    check_choice,
+    check_from_logits,
+    check_n_bins,
     top_label_stats,
 )
 
@@ -111,10 +111,10 @@ class CalibrationAccumulator:
         sync_dist: bool | None = None,
         process_group: dist.ProcessGroup | None = None,
     ) -> None:
-        self.n_bins = _check_n_bins(n_bins)
-        self.mce_variant = _check_choice(mce_variant, _MCE_VARIANTS, "mce_variant")
-        self.edge_rule = _check_choice(edge_rule, _EDGE_RULES, "edge_rule")
-        self.from_logits = _check_from_logits(from_logits)
+        self.n_bins = check_n_bins(n_bins)
+        self.mce_variant = check_choice(mce_variant, MCE_VARIANTS, "mce_variant")
+        self.edge_rule = check_choice(edge_rule, EDGE_RULES, "edge_rule")
+        self.from_logits = check_from_logits(from_logits)
         self.extras = extras
         self.sync_dist = sync_dist
         self.process_group = process_group
@@ -157,7 +157,9 @@ class CalibrationAccumulator:
         Raises:
             ValueError: If no samples were accumulated on any rank.
         """
-        return _report_from_stats(self.gathered_stats(), self.n_bins, self.mce_variant, self.edge_rule, self.extras)
+        return calibration_report_from_stats(
+            self.gathered_stats(), self.n_bins, self.mce_variant, self.edge_rule, self.extras
+        )
 
     def __repr__(self) -> str:
         return (

@@ -13,15 +13,15 @@ import datasets
 import evaluate
 import numpy as np
 
-from .calibration import (
-    _EDGE_RULES,
-    _MCE_VARIANTS,
+from .functional import (
+    EDGE_RULES,
+    MCE_VARIANTS,
     EdgeRule,
     MCEVariant,
-    _check_choice,
-    _check_from_logits,
-    _check_n_bins,
     calibration_report,
+    check_choice,
+    check_from_logits,
+    check_n_bins,
 )
 
 __all__ = ["CalibrationMetric"]
@@ -118,10 +118,10 @@ class CalibrationMetric(evaluate.Metric):
         keep_in_memory: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        self.n_bins = _check_n_bins(n_bins)
-        self.mce_variant = _check_choice(mce_variant, _MCE_VARIANTS, "mce_variant")
-        self.edge_rule = _check_choice(edge_rule, _EDGE_RULES, "edge_rule")
-        self.from_logits = _check_from_logits(from_logits)
+        self.n_bins = check_n_bins(n_bins)
+        self.mce_variant = check_choice(mce_variant, MCE_VARIANTS, "mce_variant")
+        self.edge_rule = check_choice(edge_rule, EDGE_RULES, "edge_rule")
+        self.from_logits = check_from_logits(from_logits)
         self.extras = bool(extras)
         if keep_in_memory is None:
             # evaluate's own multi-process mode (num_process > 1) exchanges data through the cache files.

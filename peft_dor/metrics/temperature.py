@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from .calibration import ArrayLike, _as_labels, _log_probabilities, _resolve_preds
+from .functional import ArrayLike, as_labels, log_probabilities, resolve_preds
 
 __all__ = ["TemperatureScaler", "apply_temperature", "fit_temperature"]
 
@@ -59,11 +59,11 @@ def fit_temperature(
         raise ValueError(f"`init_temperature` must be a finite number > 0, got {init_temperature!r}.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}.")
-    x, is_probs = _resolve_preds(logits, from_logits, name="logits")
-    y = torch.from_numpy(_as_labels(labels, *x.shape))
+    x, is_probs = resolve_preds(logits, from_logits, name="logits")
+    y = torch.from_numpy(as_labels(labels, *x.shape))
     # Log-probabilities are logits up to a per-row shift, which softmax ignores; flooring them keeps masked (-inf)
     # classes finite so that 0 * -inf never turns a gradient into NaN.
-    z = _log_probabilities(x, is_probs, name="logits").clamp_min(-1e4)
+    z = log_probabilities(x, is_probs, name="logits").clamp_min(-1e4)
     log_t = torch.tensor(math.log(init_temperature), dtype=torch.float64)
     optimizer = torch.optim.LBFGS(
         [log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12
@@ -116,9 +116,9 @@ def apply_temperature(
         t = math.nan
     if not (t > 0 and math.isfinite(t)):
         raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}.")
-    x, is_probs = _resolve_preds(logits, from_logits, name="logits")
+    x, is_probs = resolve_preds(logits, from_logits, name="logits")
     if is_probs:
-        scaled = torch.softmax(_log_probabilities(x, True) / t, dim=1)
+        scaled = torch.softmax(log_probabilities(x, True) / t, dim=1)
         if isinstance(logits, torch.Tensor):
             return scaled.to(device=logits.device, dtype=logits.dtype)
         dtype = np.asarray(logits).dtype

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .accumulator import CalibrationAccumulator
-from .calibration import (
-    _EDGE_RULES,
-    _MCE_VARIANTS,
+from .functional import (
+    EDGE_RULES,
+    MCE_VARIANTS,
     EdgeRule,
     MCEVariant,
-    _check_choice,
-    _check_from_logits,
-    _check_n_bins,
     calibration_report,
+    check_choice,
+    check_from_logits,
+    check_n_bins,
 )
 
 __all__ = ["calibration_compute_metrics"]
@@ -88,10 +88,10 @@ def calibration_compute_metrics(
             trainer = Trainer(model=model, args=args, eval_dataset=ds, compute_metrics=calibration_compute_metrics())
             trainer.evaluate()["eval_ece"]
     """
-    n_bins = _check_n_bins(n_bins)
-    mce_variant = _check_choice(mce_variant, _MCE_VARIANTS, "mce_variant")
-    edge_rule = _check_choice(edge_rule, _EDGE_RULES, "edge_rule")
-    from_logits = _check_from_logits(from_logits)
+    n_bins = check_n_bins(n_bins)
+    mce_variant = check_choice(mce_variant, MCE_VARIANTS, "mce_variant")
+    edge_rule = check_choice(edge_rule, EDGE_RULES, "edge_rule")
+    from_logits = check_from_logits(from_logits)
     options = {"mce_variant": mce_variant, "edge_rule": edge_rule, "from_logits": from_logits, "extras": extras}
     # Batches reaching compute_metrics are already gathered by Trainer: never all-gather them again.
     batches = CalibrationAccumulator(n_bins, sync_dist=False, **options)

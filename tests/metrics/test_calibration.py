@@ -1,4 +1,4 @@
-"""Tests for the functional core, peft_dor.metrics.calibration."""
+"""Tests for the functional core, peft_dor.metrics.functional."""
 
 from __future__ import annotations
 
