@@ -26,6 +26,8 @@ from .errors import UsageError
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TASKS = ("base_to_new", "few_shot", "domain_generalization")
 METHOD_NAMES = tuple(key.lower() for key in METHODS)
+#: the methods that declare their own templates (``MethodSpec.templates``): the choices of --template_variant
+TEMPLATE_METHODS = tuple(spec.name for spec in METHODS.values() if spec.templates is not None)
 #: TrainingArguments flags listed by ``--help``; ``--help_all`` shows the other ~100
 COMMON_TRAINING_FLAGS = (
     "output_dir",
@@ -102,8 +104,8 @@ class DataArguments:
     template_variant: str | None = field(
         default=None,
         metadata={
-            "help": "A method's per-dataset template table (docs/data.md).",
-            "choices": ("kgcoop", "tcp", "prograd", "vpt"),
+            "help": "Use this method's hand-crafted templates instead of the canonical ones (docs/data.md).",
+            "choices": TEMPLATE_METHODS,
         },
     )
     dg_targets: list[str] = field(

@@ -363,6 +363,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         template_for,
         with_clip_transform,
     )
+    from ..registry import method_spec
     from ..training import DORTrainer
     from ..training.interrupt import GracefulInterrupt
 
@@ -383,7 +384,12 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         splits = load_splits(data_args, command.model)
     check_data(splits, data_args)
     name = data_args.dataset if data_args.dataset != "demo" else None
-    template = data_args.template or template_for(name, data_args.template_variant)
+    if data_args.template:
+        template = data_args.template
+    elif data_args.template_variant:
+        template = method_spec(data_args.template_variant).template_for(name)
+    else:
+        template = template_for(name)
     build = {"shots": data_args.shots, "seed": training_args.seed, "template": template, "name": data_args.dataset}
     with usage_errors(f"data {source}"):
         if data_args.task == "base_to_new":
@@ -465,7 +471,6 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
 
     # ------------------------------------------------------------------ save the adapter before evaluating
     from ..hub import build_model_card, push_to_hub, save_with_model_card
-    from ..registry import method_spec
 
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     base_model = _hub_id_of(command.model.model_name_or_path)
