@@ -134,8 +134,8 @@ def command(run: Run, args: argparse.Namespace, extra: list[str]) -> list[str]:
 
 def write_tables(output_dir: str) -> tuple[str, str] | None:
     """Average every ``results.json`` under ``output_dir`` into ``tables.md`` and ``tables.csv``."""
-    from ..evaluation import aggregate_results, load_results
-    from ..evaluation import write_tables as write
+    from .tables import aggregate_results, load_results
+    from .tables import write_tables as write
 
     paths = sorted(glob.glob(os.path.join(output_dir, "**", RESULTS_FILE), recursive=True))
     records = [r for r in load_results(paths) if "base" in r and "new" in r]

@@ -545,7 +545,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         build_model_card(unwrapped, existing_card=readme, **card).save(readme)
         write_json_atomically(os.path.join(output_dir, RESULTS_FILE), results)
         if data_args.task == "base_to_new":
-            from ..evaluation import format_run_summary
+            from .tables import format_run_summary
 
             print(f"\n{method_key.lower()} on {results['dataset']} (seed {training_args.seed}), values in %:")
             print(format_run_summary(results))
