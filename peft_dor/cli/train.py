@@ -44,11 +44,11 @@ class TrainingInterrupted(SystemExit):
 # ---------------------------------------------------------------------------------------------------- pieces
 def demo_assets(training_args) -> tuple[str, str, list[str]]:
     """The demo CLIP, the generated image folder and a small DOR vocabulary (all offline, cached)."""
+    from ..cache import cache_root
     from ..data.synthetic import DEMO_CLASS_NAMES, build_demo_clip, write_image_folder
-    from ..dor import default_cache_dir
     from ..testing import TINY_WORDS
 
-    cache = default_cache_dir()
+    cache = cache_root()
     with training_args.main_process_first(desc="demo assets"):
         data_dir = write_image_folder(cache / "demo-images", DEMO_CLASS_NAMES, n_train=16, n_test=8, size=48)
         # peft_dor.testing's tiny CLIP with its projection heads fitted to the images: a stand-in for pre-training
