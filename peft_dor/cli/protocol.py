@@ -36,10 +36,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import CONFIG_DIR, METHOD_NAMES
 from .errors import UsageError
-
-RESULTS_FILE = "results.json"
+from .options import CONFIG_DIR, METHOD_NAMES
+from .records import RESULTS_FILE
 
 
 @dataclass(frozen=True)
