@@ -7,8 +7,8 @@ insert each method into PEFT's three lookup tables. Values are namespaced (``DOR
 
 Everything a method owns lives in its folder ``peft_dor/tuners/<method>/``, whose ``__init__.py`` makes one call,
 :func:`register_method`, with a :class:`MethodSpec`: its config and tuner classes, display name, DOR defaults, the
-Trainer mixins and callbacks its training needs and the options a command line exposes for it. The rest of the
-package asks :func:`method_spec` and never names a method. The one list of method folders is
+Trainer mixins and callbacks its training needs, the options a command line exposes for it and its own templates.
+The rest of the package asks :func:`method_spec` and never names a method. The one list of method folders is
 ``peft_dor.tuners.METHOD_PACKAGES``: adding a method is a new folder and one entry there.
 """
 
