@@ -7,8 +7,8 @@ insert each method into PEFT's three lookup tables. Values are namespaced (``DOR
 
 Everything a method owns lives in its folder ``peft_dor/tuners/<method>/``, whose ``__init__.py`` makes one call,
 :func:`register_method`, with a :class:`MethodSpec`: its config and tuner classes, display name, DOR defaults, the
-Trainer mixins and callbacks its training needs and the options a command line exposes for it. The rest of the
-package asks :func:`method_spec` and never names a method. The one list of method folders is
+Trainer mixins and callbacks its training needs, the options a command line exposes for it and its own templates.
+The rest of the package asks :func:`method_spec` and never names a method. The one list of method folders is
 ``peft_dor.tuners.METHOD_PACKAGES``: adding a method is a new folder and one entry there.
 """
 
@@ -51,7 +51,9 @@ class MethodSpec:
             callback of the same class.
         options: a dataclass of the method's training options that a command line exposes (``field`` metadata
             ``help`` on each), or None.
-        template_variant: the key of its per-dataset template table in ``peft_dor.data.templates``, if it has one.
+        templates: its hand-crafted templates, if they differ from the canonical ones: a per-dataset table of
+            overrides keyed by Dassl dataset name (``{"DescribableTextures": "a texture of {}."}``; datasets not
+            listed keep the canonical template), one template for every dataset (a ``str``), or None.
 
     Example:
         ```python
@@ -69,7 +71,7 @@ class MethodSpec:
     trainer_mixins: tuple[type, ...] = ()
     callbacks: Callable[[Any], list] | None = None
     options: type | None = None
-    template_variant: str | None = None
+    templates: Mapping[str, str] | str | None = None
 
     def __post_init__(self) -> None:
         if self.key not in DorPeftType.__members__:
@@ -79,6 +81,10 @@ class MethodSpec:
             )
         if self.dor_side not in DOR_SIDES:
             raise ValueError(f"`dor_side` must be one of {DOR_SIDES}; got {self.dor_side!r}.")
+        if self.templates is not None and not isinstance(self.templates, (str, Mapping)):
+            raise TypeError(
+                f"`templates` must be a dict of Dassl dataset name -> template, a str or None; got {self.templates!r}."
+            )
         if self.options is not None and not dataclasses.is_dataclass(self.options):
             raise TypeError(f"`options` must be a dataclass type or None; got {self.options!r}.")
 
@@ -90,6 +96,15 @@ class MethodSpec:
     def name(self) -> str:
         """The lower-case method name used on the command line and in folder names (``"coop"``)."""
         return self.key.lower()
+
+    def template_for(self, dataset: str | None) -> str:
+        """The method's hand-crafted template of ``dataset`` (a registry or Dassl name): its own where it declares
+        one, else the canonical one (``peft_dor.data.templates.template_for``)."""
+        from .data.templates import template_for
+
+        if isinstance(self.templates, str):
+            return self.templates
+        return template_for(dataset, overrides=self.templates)
 
     def default_options(self) -> Any:
         """An instance of :attr:`options` with its defaults, or None when the method has none."""

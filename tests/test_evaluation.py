@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from peft_dor.cli.tables import aggregate_results, format_csv, format_markdown, format_run_summary, write_tables
 from peft_dor.evaluation import (
-    aggregate_results,
     combine_base_new,
     evaluate_base_to_new,
     evaluate_domain_generalization,
     evaluate_split,
-    format_csv,
-    format_markdown,
-    format_run_summary,
     harmonic_mean,
-    write_tables,
 )
 
 

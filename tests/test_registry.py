@@ -6,12 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from peft import PeftConfig, get_peft_model
 from peft import mapping as peft_mapping
 from transformers import CLIPModel
 
 import peft_dor
-from peft_dor.registry import METHODS, DorPeftType, method_classes
+from peft_dor.registry import METHODS, DorPeftType, method_classes, method_spec
 
 
 def test_every_method_is_in_the_three_peft_mappings():
@@ -104,3 +105,23 @@ def test_method_spec_names_the_known_methods():
         method_spec("lora")
     with pytest.raises(TypeError, match="not a peft-dor method"):
         method_spec(object())
+
+
+def test_method_template_variants():
+    # each method's templates live in its folder (tuners/<method>/templates.py), declared on its MethodSpec
+    assert method_spec("kgcoop").template_for("dtd") == "a photo of a {}, a type of texture."
+    assert method_spec("kgcoop").template_for("eurosat") == "a centered satellite photo of {}."  # not overridden
+    assert method_spec("tcp").template_for("fgvc_aircraft") == "a photo of an aircraft {}."
+    assert method_spec("tcp").template_for("food101") == "a photo of a {}, a type of food."
+    assert method_spec("prograd").template_for("oxford_pets") == "a type of pet, a photo of a {}."
+    assert method_spec("prograd").template_for("dtd") == "a texture of {}."
+    assert method_spec("vpt").template_for("dtd") == "a photo of a {}."
+    assert method_spec("coop").template_for(None) == method_spec("coop").template_for("x") == "a photo of a {}."
+    assert {spec.name for spec in METHODS.values() if spec.templates is not None} == {
+        "kgcoop",
+        "tcp",
+        "prograd",
+        "vpt",
+    }
+    with pytest.raises(KeyError, match="Unknown method"):
+        method_spec("nope").template_for("dtd")

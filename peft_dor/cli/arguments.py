@@ -1,4 +1,5 @@
-"""The options of ``peft-dor train``: the library's own dataclasses, the method's config fields, TrainingArguments.
+"""The parser of ``peft-dor train``: the library's option groups (:mod:`peft_dor.cli.options`), the method's config
+fields and ``TrainingArguments``, merged with a YAML ``--config`` and checked into a :class:`TrainCommand`.
 
 Every flag can also be a key of a YAML ``--config`` file (a path, or the name of a shipped config such as ``coop``);
 the command line wins over the file, the file over the defaults. ``--help`` lists the library's options and the most
@@ -21,11 +22,16 @@ from transformers import TrainingArguments
 
 from ..registry import METHODS, method_classes, method_spec
 from .errors import UsageError
+from .options import (
+    CONFIG_DIR,
+    METHOD_NAMES,
+    DataArguments,
+    DORArguments,
+    ModelArguments,
+    RunArguments,
+    TrainCommand,
+)
 
-#: the YAML configs shipped with the package, one per method (``--config coop`` names ``coop.yaml``)
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-TASKS = ("base_to_new", "few_shot", "domain_generalization")
-METHOD_NAMES = tuple(key.lower() for key in METHODS)
 #: TrainingArguments flags listed by ``--help``; ``--help_all`` shows the other ~100
 COMMON_TRAINING_FLAGS = (
     "output_dir",
@@ -46,173 +52,6 @@ COMMON_TRAINING_FLAGS = (
     "push_to_hub",
     "hub_model_id",
 )
-
-
-@dataclass
-class ModelArguments:
-    _argument_group_name = "model"
-
-    model_name_or_path: str = field(
-        default="openai/clip-vit-base-patch16",
-        metadata={"help": "CLIP checkpoint (Hub id or local folder) with its tokenizer and image processor."},
-    )
-    model_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of the checkpoint."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
-
-
-@dataclass
-class DataArguments:
-    _argument_group_name = "data"
-
-    dataset: str | None = field(
-        default=None,
-        metadata={
-            "help": "Benchmark name (dtd, eurosat, imagenet, ...; see docs/data.md) or any name for other data. "
-            "Selects the template and class-name clean-ups."
-        },
-    )
-    data_root: str | None = field(
-        default=None, metadata={"help": "Root of the CoOp folder layout (<data_root>/dtd/images + split_zhou_*.json)."}
-    )
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "A local image folder with train/ and test/ sub-folders, one folder per class."},
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id (loaded with datasets)."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (default: the first Image one)."})
-    label_column: str | None = field(
-        default=None, metadata={"help": "Label column (default: the first ClassLabel one)."}
-    )
-    test_split: str | None = field(
-        default=None, metadata={"help": "Split to test on (default: 'test' if labelled, else 'validation')."}
-    )
-    task: str = field(
-        default="base_to_new",
-        metadata={
-            "help": "base_to_new (train on base, test on base and new), few_shot (all classes) or "
-            "domain_generalization (train on --dataset, test on --dg_targets).",
-            "choices": TASKS,
-        },
-    )
-    shots: int = field(default=16, metadata={"help": "Training images per class (0: all)."})
-    template: str | None = field(
-        default=None, metadata={"help": "Hand-crafted template with one '{}'; default: the dataset's (docs/data.md)."}
-    )
-    template_variant: str | None = field(
-        default=None,
-        metadata={
-            "help": "A method's per-dataset template table (docs/data.md).",
-            "choices": ("kgcoop", "tcp", "prograd", "vpt"),
-        },
-    )
-    dg_targets: list[str] = field(
-        default_factory=lambda: ["imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r"],
-        metadata={"help": "Domain-generalisation targets in the CoOp layout under --data_root."},
-    )
-    augment: bool = field(
-        default=True, metadata={"help": "Training augmentation: random resized crop (bicubic) and flip."}
-    )
-    verify_images: bool | None = field(
-        default=None,
-        metadata={"help": "Decode every image before training (default: on below 5000 images)."},
-    )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Test on at most this many images (debug)."})
-
-
-@dataclass
-class DORArguments:
-    _argument_group_name = "DOR (Dynamic Outlier Regularization)"
-
-    dor: bool = field(default=True, metadata={"help": "Train with DOR (--no_dor: off)."})
-    dor_weight: float | None = field(default=None, metadata={"help": "λ; default: the method's (8 CoOp, 2 others)."})
-    dor_pool_size: int = field(default=5000, metadata={"help": "Outlier pool size K (near-OOD top-K)."})
-    dor_num_outliers: int | None = field(
-        default=None, metadata={"help": "Outliers per step; default: the number of training classes."}
-    )
-    dor_selection: str = field(
-        default="near", metadata={"help": "Pool selection.", "choices": ("near", "far", "random")}
-    )
-    dor_resample: str = field(
-        default="step", metadata={"help": "New outliers every step or every epoch.", "choices": ("step", "epoch")}
-    )
-    dor_sampling: str = field(
-        default="uniform",
-        metadata={"help": "How outliers are drawn from the pool.", "choices": ("uniform", "similarity", "cycle")},
-    )
-    dor_template: str = field(default="a photo of a {}.", metadata={"help": "Template of the zero-shot targets."})
-    dor_vocabulary: str = field(
-        default="wordnet",
-        metadata={"help": "'wordnet', a text file with one term per line, or comma-separated terms."},
-    )
-    dor_side: str | None = field(
-        default=None,
-        metadata={
-            "help": "text (outlier words) or image (outlier images); default: the method's (image for VPT).",
-            "choices": ("text", "image"),
-        },
-    )
-    dor_outlier_images: str | None = field(
-        default=None, metadata={"help": "dor_side=image: an image folder or Hub dataset id with outlier images."}
-    )
-
-
-@dataclass
-class RunArguments:
-    _argument_group_name = "run"
-
-    method: str = field(default="coop", metadata={"help": "Prompt method.", "choices": METHOD_NAMES})
-    config: str | None = field(
-        default=None,
-        metadata={
-            "help": "YAML file of flags, or a shipped config by method name (default: the method's own, "
-            f"one of {', '.join(METHOD_NAMES)})."
-        },
-    )
-    method_config: str | None = field(
-        default=None, metadata={"help": "JSON object of method-config fields not exposed as flags."}
-    )
-    demo: bool = field(
-        default=False,
-        metadata={
-            "help": "The paper in miniature, offline: zero-shot, CoOp and CoOp + DOR on the shipped world CLIP, "
-            "3 seeds, a few minutes on CPU (docs/world.md)."
-        },
-    )
-    methods: list[str] | None = field(
-        default=None,
-        metadata={"help": "--demo only: more methods to run with and without DOR (coop, kgcoop, maple, tcp)."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Retrain into an output directory that already holds a run."}
-    )
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Protocol batch size over all processes; sets per_device_train_batch_size accordingly."},
-    )
-    optimizer: str = field(
-        default="sgd",
-        metadata={"help": "Protocol optimiser; 'hf' uses --optim instead.", "choices": ("sgd", "adam", "hf")},
-    )
-    scheduler: str = field(
-        default="protocol",
-        metadata={
-            "help": "'protocol' (warm-up + per-epoch cosine) or 'hf' (--lr_scheduler_type).",
-            "choices": ("protocol", "hf"),
-        },
-    )
-    ece_bins: int = field(default=10, metadata={"help": "Bins of ECE/MCE/ACE."})
-    ece_edge_rule: str = field(
-        default="standard",
-        metadata={
-            "help": "Bin edges; 'lab' matches the DOR lab's code (docs/metrics.md).",
-            "choices": ("standard", "lab"),
-        },
-    )
-    mce_variant: str = field(
-        default="standard",
-        metadata={"help": "'weighted' is the DOR lab's MCE (docs/metrics.md).", "choices": ("standard", "weighted")},
-    )
 
 
 # Fields every PEFT config has, and fields the command fills itself: not exposed as method flags.
@@ -254,39 +93,6 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "output_dir": "demo_output",
     "dataloader_num_workers": 0,
 }
-
-
-@dataclass
-class TrainCommand:
-    """Everything ``peft-dor train`` was asked to do, parsed and checked."""
-
-    model: ModelArguments
-    data: DataArguments
-    dor: DORArguments
-    run: RunArguments
-    training: Any  # transformers.TrainingArguments
-    method_options: Any  # the method config's flags, a dataclass instance
-    method_training: Any  # the method's own training options (its spec's ``options``), or None
-    config_cls: type
-    argv: list[str]
-    explicit_flags: set[str]
-
-    @property
-    def method_key(self) -> str:
-        return self.run.method.upper()
-
-    def settings(self) -> dict[str, Any]:
-        """Every effective setting, grouped, JSON-ready (written into results.json and checked on resume)."""
-        groups = {
-            "model": dataclasses.asdict(self.model),
-            "data": dataclasses.asdict(self.data),
-            "dor": dataclasses.asdict(self.dor),
-            "run": dataclasses.asdict(self.run),
-            "method": dataclasses.asdict(self.method_options),
-            "method_training": dataclasses.asdict(self.method_training) if self.method_training else {},
-            "training": {k: v for k, v in self.training.to_dict().items() if not k.startswith("_")},
-        }
-        return json.loads(json.dumps(groups, default=str))
 
 
 USAGE = (
@@ -477,16 +283,10 @@ def parse_train_args(argv: list[str] | None = None, prog: str = "peft-dor train"
     for dtype in parser.dataclass_types:
         names = {f.name for f in dataclasses.fields(dtype) if f.init}
         values = {k: v for k, v in vars(namespace).items() if k in names}
-        if dtype is CommandTrainingArguments:
-            try:
-                outputs.append(dtype(**values))
-            except ValueError as error:  # TrainingArguments checks combinations of its flags
-                raise UsageError(" ".join(str(error).split())) from None
-        else:
-            try:
-                outputs.append(dtype(**values))
-            except ValueError as error:  # a method's own options check their values (naming the field)
-                raise UsageError(" ".join(str(error).split())) from None
+        try:
+            outputs.append(dtype(**values))
+        except ValueError as error:  # TrainingArguments checks combinations; a method's options check values
+            raise UsageError(" ".join(str(error).split())) from None
     method_training = outputs.pop(5) if training_options_cls is not None else None
     model_args, data_args, dor_args, run_args, training_args, options = outputs
     run_args.demo = demo or run_args.demo

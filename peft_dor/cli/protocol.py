@@ -36,10 +36,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import CONFIG_DIR, METHOD_NAMES
 from .errors import UsageError
-
-RESULTS_FILE = "results.json"
+from .options import CONFIG_DIR, METHOD_NAMES
+from .records import RESULTS_FILE
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument(
         "--launcher", default=None, help='command prefix of each run, e.g. "accelerate launch --num_processes 4"'
     )
-    parser.add_argument("--demo", action="store_true", help="run the grid offline on generated images (--dataset demo: a pipeline check)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the grid offline on generated images (--dataset demo: a pipeline check)",
+    )
     parser.add_argument("--dry_run", action="store_true", help="print the commands of unfinished runs and stop")
     parser.add_argument("--tables_only", action="store_true", help="only aggregate the existing results")
     parser.add_argument("--stop_on_error", action="store_true", help="stop at the first failed run")
@@ -134,8 +137,8 @@ def command(run: Run, args: argparse.Namespace, extra: list[str]) -> list[str]:
 
 def write_tables(output_dir: str) -> tuple[str, str] | None:
     """Average every ``results.json`` under ``output_dir`` into ``tables.md`` and ``tables.csv``."""
-    from ..evaluation import aggregate_results, load_results
-    from ..evaluation import write_tables as write
+    from .tables import aggregate_results, load_results
+    from .tables import write_tables as write
 
     paths = sorted(glob.glob(os.path.join(output_dir, "**", RESULTS_FILE), recursive=True))
     records = [r for r in load_results(paths) if "base" in r and "new" in r]

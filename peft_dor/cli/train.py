@@ -16,25 +16,33 @@ Trainer's ``train_results.json`` / ``eval_results.json`` / ``all_results.json`` 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .arguments import TrainCommand, parse_method_config, parse_train_args
+from .arguments import parse_train_args
+from .build import build_model, dor_config, method_config, vocabulary_record
 from .errors import UsageError, usage_errors
+from .options import TrainCommand
 from .output import LabelledProgressCallback, ProgressCallback, logger, setup_output
 from .preflight import check_data, check_model_source, check_wordnet, load_splits
-
-RESULTS_FILE = "results.json"
-#: written by ``trainer.save_metrics("train", ...)`` once training finished: the adapter next to it is final
-TRAIN_RESULTS_FILE = "train_results.json"
-ADAPTER_FILE = "adapter_model.safetensors"
+from .records import (
+    ADAPTER_FILE,
+    RESULTS_FILE,
+    TRAIN_RESULTS_FILE,
+    data_flags,
+    hub_id_of,
+    library_versions,
+    resume_command,
+    training_summary,
+    write_json_atomically,
+)
+from .resume import plan_output_dir
+from .scoring import evaluate_run, flat_metrics
 
 
 class TrainingInterrupted(SystemExit):
@@ -44,11 +52,11 @@ class TrainingInterrupted(SystemExit):
 # ---------------------------------------------------------------------------------------------------- pieces
 def demo_assets(training_args) -> tuple[str, str, list[str]]:
     """The demo CLIP, the generated image folder and a small DOR vocabulary (all offline, cached)."""
+    from ..cache import cache_root
     from ..data.synthetic import DEMO_CLASS_NAMES, build_demo_clip, write_image_folder
-    from ..dor import default_cache_dir
     from ..testing import TINY_WORDS
 
-    cache = default_cache_dir()
+    cache = cache_root()
     with training_args.main_process_first(desc="demo assets"):
         data_dir = write_image_folder(cache / "demo-images", DEMO_CLASS_NAMES, n_train=16, n_test=8, size=48)
         # peft_dor.testing's tiny CLIP with its projection heads fitted to the images: a stand-in for pre-training
@@ -120,228 +128,8 @@ def run_generated_data(command: TrainCommand) -> dict[str, Any]:
     return train(command, demo_vocabulary=vocabulary)
 
 
-def dor_config(dor_args, demo_vocabulary: list[str] | None, processor):
-    """The ``DORConfig`` of the run, or None without DOR."""
-    if not dor_args.dor:
-        return None
-    from ..dor import DORConfig
-
-    vocabulary: Any = dor_args.dor_vocabulary
-    if demo_vocabulary is not None:
-        vocabulary = demo_vocabulary
-    elif "," in vocabulary and not os.path.exists(vocabulary):
-        vocabulary = [t.strip() for t in vocabulary.split(",") if t.strip()]
-    elif vocabulary != "wordnet" and not os.path.isfile(os.path.expanduser(vocabulary)):
-        raise UsageError(
-            f"--dor_vocabulary {vocabulary}: no such file; give 'wordnet', a text file with one term per line, or "
-            "comma-separated terms."
-        )
-    if dor_args.dor_side == "image" and not dor_args.dor_outlier_images:
-        raise UsageError("--dor_side image needs --dor_outlier_images (an image folder or Hub dataset id).")
-    outlier_images = outlier_image_dataset(dor_args, processor) if dor_args.dor_outlier_images else None
-    pool_size = dor_args.dor_pool_size
-    if isinstance(vocabulary, list) and pool_size > len(vocabulary):
-        # a short custom vocabulary (--dor_vocabulary a,b,c) uses all of it rather than failing on the default 5000
-        logger.info("DOR: pool_size %d > %d vocabulary terms; using the whole vocabulary.", pool_size, len(vocabulary))
-        pool_size = len(vocabulary)
-    with usage_errors("DOR"):
-        return DORConfig(
-            weight=dor_args.dor_weight,
-            pool_size=pool_size,
-            num_outliers=dor_args.dor_num_outliers,
-            selection=dor_args.dor_selection,
-            resample=dor_args.dor_resample,
-            sampling=dor_args.dor_sampling,
-            template=dor_args.dor_template,
-            vocabulary=vocabulary,
-            side=dor_args.dor_side,
-            outlier_images=outlier_images,
-        )
-
-
-def outlier_image_dataset(dor_args, processor):
-    from ..data import CLIPImageTransform, load_benchmark, with_clip_transform
-
-    source = dor_args.dor_outlier_images
-    local = os.path.isdir(os.path.expanduser(source))
-    with usage_errors(f"--dor_outlier_images {source}"):
-        splits = load_benchmark(data_dir=source) if local else load_benchmark(dataset_name=source)
-    images = splits["train"]
-    if len(images) > dor_args.dor_pool_size:
-        images = images.shuffle(seed=0).select(range(dor_args.dor_pool_size))
-    return with_clip_transform(images, CLIPImageTransform(processor, train=False))
-
-
-def method_config(command: TrainCommand, class_names: list[str], template: str):
-    """The method's PEFT config (refusing bad field values with the field named)."""
-    values = dataclasses.asdict(command.method_options)
-    values.update(parse_method_config(command.run.method_config))
-    with usage_errors(f"--method {command.run.method}"):
-        return command.config_cls(class_names=class_names, template=template, **values)
-
-
-def build_model(command: TrainCommand, config):
-    from peft import get_peft_model
-    from transformers import CLIPModel
-
-    model_args = command.model
-    clip = CLIPModel.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir
-    )
-    return get_peft_model(clip, config)
-
-
-def vocabulary_record(dor, regularizer) -> dict[str, Any] | None:
-    """Name, size and hash of the DOR vocabulary and of the pool drawn from it (text-side DOR only)."""
-    if dor is None or regularizer is None or getattr(regularizer, "pool", None) is None:
-        return None
-    from ..dor.vocabulary import load_vocabulary, vocabulary_hash
-
-    record: dict[str, Any] = {"side": regularizer.side, "pool_size": len(regularizer.pool)}
-    if regularizer.side == "text":
-        terms = load_vocabulary(dor.vocabulary, regularizer.cache_root())
-        name = dor.vocabulary if isinstance(dor.vocabulary, str) else "custom list"
-        record.update(name=name, size=len(terms), sha256=vocabulary_hash(terms))
-        record["pool_sha256"] = vocabulary_hash(regularizer.pool.names or [])
-    return record
-
-
-def library_versions() -> dict[str, str]:
-    import accelerate
-    import datasets
-    import peft
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return {
-        "peft_dor": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "accelerate": accelerate.__version__,
-        "datasets": datasets.__version__,
-        "python": sys.version.split()[0],
-    }
-
-
 def _limit(dataset, n: int | None):
     return dataset if n is None or len(dataset) <= n else dataset.shuffle(seed=0).select(range(n))
-
-
-def _json_default(value: Any):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def write_json_atomically(path: str, values: Any) -> None:
-    # write then rename: a crash never leaves a half-written file that a resumable grid would trust
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(values, f, indent=2, default=_json_default)
-    os.replace(partial, path)
-
-
-def resume_command(command: TrainCommand) -> str:
-    return shlex.join(["peft-dor", "train", *command.argv])
-
-
-# ---------------------------------------------------------------------------------------------------- output dir
-@dataclasses.dataclass
-class OutputPlan:
-    """What to do in the output folder: resume from ``checkpoint``, only evaluate a finished adapter, or start."""
-
-    checkpoint: str | None = None
-    evaluate_only: bool = False
-    finished: dict[str, Any] | None = None
-
-
-def _refuse_other_run(where: str, saved: dict[str, Any], fingerprint: dict[str, Any], output_dir: str) -> None:
-    from ..training.checkpoints import record_differences
-
-    differences = record_differences(saved, fingerprint)
-    if differences:
-        shown = "; ".join(differences[:6]) + (" ..." if len(differences) > 6 else "")
-        raise UsageError(
-            f"{where} belongs to a run with other settings ({shown}); use another --output_dir, or "
-            f"--overwrite_output_dir to discard it ({output_dir})."
-        )
-
-
-def plan_output_dir(command: TrainCommand, fingerprint: dict[str, Any]) -> OutputPlan:
-    """Decide between resuming, evaluating a trained adapter, refusing, or starting; see the module doc."""
-    from ..training.checkpoints import (
-        checkpoint_folders,
-        checkpoint_problems,
-        last_complete_checkpoint,
-        read_run_record,
-    )
-    from ..training.checkpoints import training_fingerprint as fingerprint_of
-
-    output_dir = command.training.output_dir
-    if command.run.overwrite_output_dir:
-        if command.training.should_save and os.path.isdir(output_dir):
-            for folder in checkpoint_folders(output_dir):  # else Trainer's rotation would delete the new ones
-                shutil.rmtree(folder, ignore_errors=True)
-            for name in (RESULTS_FILE, TRAIN_RESULTS_FILE):
-                if os.path.exists(os.path.join(output_dir, name)):
-                    os.remove(os.path.join(output_dir, name))
-        return OutputPlan()
-    results_path = os.path.join(output_dir, RESULTS_FILE)
-    if os.path.exists(results_path):
-        try:
-            with open(results_path, encoding="utf-8") as f:
-                finished = json.load(f)
-        except (OSError, ValueError):
-            finished = {}
-        saved = fingerprint_of(finished.get("settings") or {})
-        if not saved:
-            raise UsageError(
-                f"--output_dir {output_dir} already holds results ({results_path}); use another --output_dir, or "
-                "--overwrite_output_dir to replace them."
-            )
-        _refuse_other_run(f"The finished run in {output_dir}", saved, fingerprint, output_dir)
-        return OutputPlan(finished=finished)
-    top_record = read_run_record(output_dir)
-    if top_record is not None and os.path.exists(os.path.join(output_dir, TRAIN_RESULTS_FILE)):
-        _refuse_other_run(f"The trained adapter in {output_dir}", top_record, fingerprint, output_dir)
-        return OutputPlan(evaluate_only=True)
-
-    requested = command.training.resume_from_checkpoint
-    flag = str(requested).strip().lower() if requested is not None else None
-    if flag in ("false", "0", "no", "none"):
-        if checkpoint_folders(output_dir):
-            raise UsageError(
-                f"--resume_from_checkpoint false but {output_dir} holds checkpoints; drop the flag to resume, or give "
-                "--overwrite_output_dir to start again."
-            )
-        return OutputPlan()
-    if flag in (None, "true", "1", "yes"):
-        checkpoint = last_complete_checkpoint(output_dir)
-        if checkpoint is None and flag is not None:
-            raise UsageError(
-                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint; drop the flag to start."
-            )
-    else:
-        checkpoint = os.path.expanduser(str(requested))
-        if not os.path.isdir(checkpoint):
-            raise UsageError(f"--resume_from_checkpoint {requested}: no such checkpoint folder.")
-        problems = checkpoint_problems(checkpoint)
-        if problems:
-            raise UsageError(
-                f"--resume_from_checkpoint {requested}: incomplete checkpoint ({'; '.join(problems)}); give an "
-                "earlier one, or 'true' for the last complete one."
-            )
-    if checkpoint is None:
-        return OutputPlan()
-    record = read_run_record(checkpoint)
-    if record is None:
-        logger.warning("%s has no %s; its settings cannot be checked against this run.", checkpoint, "run record")
-    else:
-        _refuse_other_run(f"The checkpoint {checkpoint}", record, fingerprint, output_dir)
-    return OutputPlan(checkpoint=checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -412,6 +200,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         template_for,
         with_clip_transform,
     )
+    from ..registry import method_spec
     from ..training import DORTrainer
     from ..training.interrupt import GracefulInterrupt
 
@@ -432,7 +221,12 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         splits = load_splits(data_args, command.model)
     check_data(splits, data_args)
     name = data_args.dataset if data_args.dataset != "demo" else None
-    template = data_args.template or template_for(name, data_args.template_variant)
+    if data_args.template:
+        template = data_args.template
+    elif data_args.template_variant:
+        template = method_spec(data_args.template_variant).template_for(name)
+    else:
+        template = template_for(name)
     build = {"shots": data_args.shots, "seed": training_args.seed, "template": template, "name": data_args.dataset}
     with usage_errors(f"data {source}"):
         if data_args.task == "base_to_new":
@@ -514,10 +308,9 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
 
     # ------------------------------------------------------------------ save the adapter before evaluating
     from ..hub import build_model_card, push_to_hub, save_with_model_card
-    from ..registry import method_spec
 
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    base_model = _hub_id_of(command.model.model_name_or_path)
+    base_model = hub_id_of(command.model.model_name_or_path)
     hyperparameters = training_summary(command, global_batch)
     if trainer.is_world_process_zero() and not plan.evaluate_only:
         os.makedirs(output_dir, exist_ok=True)
@@ -560,7 +353,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         print(
             f"\nEvaluation failed ({type(error).__name__}: {error}). The trained adapter is saved in {output_dir}. "
             f"Evaluate it later with:\n  peft-dor evaluate --adapter {shlex.quote(output_dir)} "
-            f"{_data_flags(command)}--output_dir {shlex.quote(os.path.join(output_dir, 'eval'))}\nor rerun the "
+            f"{data_flags(command)}--output_dir {shlex.quote(os.path.join(output_dir, 'eval'))}\nor rerun the "
             "same command, which evaluates the saved adapter without training again.",
             file=sys.stderr,
             flush=True,
@@ -589,7 +382,7 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
         build_model_card(unwrapped, existing_card=readme, **card).save(readme)
         write_json_atomically(os.path.join(output_dir, RESULTS_FILE), results)
         if data_args.task == "base_to_new":
-            from ..evaluation import format_run_summary
+            from .tables import format_run_summary
 
             print(f"\n{method_key.lower()} on {results['dataset']} (seed {training_args.seed}), values in %:")
             print(format_run_summary(results))
@@ -611,91 +404,3 @@ def train(command: TrainCommand, demo_vocabulary: list[str] | None = None) -> di
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return results
-
-
-def evaluate_run(command, trainer, model, train_side, new_side, test_set, progress, results):
-    """Evaluate the trained model as the task says; fills ``results`` and returns ``(evaluation, plots)``."""
-    from ..data import load_coop_benchmark
-    from ..evaluation import evaluate_base_to_new, evaluate_domain_generalization, evaluate_split
-
-    data_args, run_args = command.data, command.run
-    report = {"edge_rule": run_args.ece_edge_rule, "mce_variant": run_args.mce_variant}
-    eval_kwargs = {"n_bins": run_args.ece_bins, "trainer": trainer, "report_kwargs": report}
-    if data_args.task == "base_to_new":
-        base_test, new_test = test_set(train_side.test), test_set(new_side.test)
-        progress.labels = ["Evaluating base classes", "Evaluating new classes"]
-        evaluation = evaluate_base_to_new(
-            model, base_test, new_test, train_side.class_names, new_side.class_names, **eval_kwargs
-        )
-        results.update(evaluation.to_dict())
-        results["class_names"] = {"base": train_side.class_names, "new": new_side.class_names}
-        return evaluation, {"base": evaluation.base, "new": evaluation.new}
-    if data_args.task == "few_shot":
-        progress.labels = ["Evaluating test"]
-        evaluation = evaluate_split(model, test_set(train_side.test), train_side.class_names, **eval_kwargs)
-        results["test"] = evaluation.metrics
-        results["class_names"] = train_side.class_names
-        return evaluation, {"test": evaluation}
-    targets = {}
-    for target in data_args.dg_targets:
-        test = load_coop_benchmark(target, data_args.data_root)["test"]
-        targets[target] = (test_set(test), list(test.features["label"].names))
-    progress.labels = ["Evaluating source", *(f"Evaluating {t}" for t in targets)]
-    evaluation = evaluate_domain_generalization(
-        model, (test_set(train_side.test), train_side.class_names), targets, **eval_kwargs
-    )
-    results.update(evaluation.to_dict())
-    return evaluation, {"source": evaluation.source, **evaluation.targets}
-
-
-def flat_metrics(evaluation) -> dict[str, float]:
-    """``{"<split>_<metric>": value}`` of an evaluation, for ``trainer.save_metrics("eval", ...)``."""
-    values = evaluation.to_dict() if hasattr(evaluation, "to_dict") else {"test": evaluation.metrics}
-    flat: dict[str, float] = {}
-    for split, metrics in values.items():
-        if isinstance(metrics, dict):
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)):
-                    flat[f"{split}_{key}"] = value
-                elif isinstance(value, dict):
-                    flat.update({f"{split}_{key}_{k}": v for k, v in value.items() if isinstance(v, (int, float))})
-    return flat
-
-
-def training_summary(command: TrainCommand, global_batch: int) -> dict[str, Any]:
-    """The hyper-parameters a model card states."""
-    training = command.training
-    return {
-        "task": command.data.task,
-        "shots": command.data.shots,
-        "seed": training.seed,
-        "epochs": training.num_train_epochs,
-        "learning_rate": training.learning_rate,
-        "global_batch_size": global_batch,
-        "optimizer": command.run.optimizer,
-        "scheduler": command.run.scheduler,
-    }
-
-
-def _hub_id_of(name_or_path: str) -> str | None:
-    """The Hub id of the base model: the name itself, or what a local folder's config records (else None)."""
-    if not os.path.isdir(os.path.expanduser(name_or_path)):
-        return name_or_path
-    try:
-        with open(os.path.join(os.path.expanduser(name_or_path), "config.json"), encoding="utf-8") as f:
-            recorded = json.load(f).get("_name_or_path")
-    except (OSError, ValueError):
-        return None
-    if recorded and not os.path.isabs(recorded) and not os.path.isdir(recorded) and recorded.count("/") == 1:
-        return recorded
-    return None
-
-
-def _data_flags(command: TrainCommand) -> str:
-    data = command.data
-    flags = []
-    for flag in ("dataset", "data_root", "data_dir", "dataset_name"):
-        value = getattr(data, flag)
-        if value is not None and value != "demo":
-            flags += [f"--{flag}", str(value)]
-    return shlex.join(flags) + " " if flags else ""

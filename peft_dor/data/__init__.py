@@ -44,7 +44,7 @@ from .splits import (
     split_base_new,
     subsample_classes,
 )
-from .templates import CANONICAL_TEMPLATES, DOR_OUTLIER_TEMPLATE, TEMPLATE_VARIANTS, template_for
+from .templates import CANONICAL_TEMPLATES, DOR_OUTLIER_TEMPLATE, template_for
 from .transforms import (
     CLIPImageTransform,
     ImageClassificationCollator,
@@ -67,7 +67,6 @@ __all__ = [
     "CANONICAL_TEMPLATES",
     "DOMAIN_GENERALIZATION_TARGETS",
     "DOR_OUTLIER_TEMPLATE",
-    "TEMPLATE_VARIANTS",
     "BenchmarkInfo",
     "CLIPImageTransform",
     "FewShotBenchmark",

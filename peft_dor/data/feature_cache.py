@@ -1,7 +1,7 @@
 """Image-feature cache: encode the training images once, then train prompts from the stored features.
 
-For methods whose vision tower is the frozen base model (CoOp, CoCoOp, KgCoOp, TCP, ProGrad, and DOR on any of
-them), an image's features do not depend on the prompts, so the vision tower, usually most of a training step, can
+For methods whose vision tower is the frozen base model (text prompts only, and DOR on any of them), an image's
+features do not depend on the prompts, so the vision tower, usually most of a training step, can
 run once per image instead of once per image per epoch. Augmentation is kept by storing ``num_views`` (K) augmented
 views per image: view ``v`` is the training transform's draw for epoch ``v``, and each epoch the collator picks one
 view per example, seeded by ``(seed, epoch, row)``, so every process of a distributed run and a resumed run pick the
@@ -15,7 +15,7 @@ weights and compute dtype, the transform (with its seed) and K. A second call wi
 Under several processes, build it inside ``training_args.main_process_first()`` so one process writes and the others
 read.
 
-Methods that prompt the vision tower (VPT, IVLP, MaPLe, PromptSRC) are refused: their image features change as they
+Methods that prompt the vision tower are refused: their image features change as they
 train. A method says which it is with ``PromptTuner.image_features_cacheable``.
 
 Example:
@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from ..cache import cache_root
+
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
@@ -57,16 +59,19 @@ INDEX_COLUMN = "index"
 
 # ---------------------------------------------------------------------------------------------------- the model side
 def _unwrap(model: torch.nn.Module) -> tuple[Any, torch.nn.Module, Any]:
-    """(tuner or None, CLIPModel, PromptCLIP or None) behind a PeftModel, PromptTuner, PromptCLIP or CLIPModel."""
-    from ..prompting import PromptCLIP, PromptTuner
+    """(tuner or None, CLIPModel, PromptCLIP or None) behind a PeftModel, PromptTuner, PromptCLIP or CLIPModel.
 
+    Recognised by what they have rather than by class: ``data/`` sits below ``prompting/`` and imports none of it. A
+    tuner's class declares ``image_features_cacheable``; a ``PromptCLIP`` holds ``clip`` and ``prompts_suspended``.
+    """
     tuner = None
-    if hasattr(model, "get_base_model") and isinstance(getattr(model, "base_model", None), PromptTuner):
-        tuner = model.base_model
-    elif isinstance(model, PromptTuner):
+    base = getattr(model, "base_model", None) if hasattr(model, "get_base_model") else None
+    if hasattr(type(base), "image_features_cacheable"):
+        tuner = base
+    elif hasattr(type(model), "image_features_cacheable"):
         tuner = model
     wrapper = tuner.model if tuner is not None else model
-    if isinstance(wrapper, PromptCLIP):
+    if hasattr(wrapper, "prompts_suspended") and hasattr(wrapper, "clip"):
         return tuner, wrapper.clip, wrapper
     if hasattr(wrapper, "get_image_features") and hasattr(wrapper, "vision_model"):
         return tuner, wrapper, None
@@ -91,7 +96,7 @@ def check_image_features_cacheable(model: torch.nn.Module) -> None:
             f"{method} cannot train from cached image features: its prompts enter the vision tower "
             f"({type(tuner).__name__}.image_features_cacheable is False), so its image features change at every "
             "step. Train it from pixel_values (CLIPImageTransform + ImageClassificationCollator). The feature cache "
-            "serves methods whose vision tower stays the frozen base model (CoOp, KgCoOp, TCP, ProGrad, CoCoOp)."
+            "serves methods whose vision tower stays the frozen base model."
         )
 
 
@@ -155,9 +160,8 @@ def _undecoded(dataset: Dataset, transform: Any, image_column: str) -> Dataset:
 
 
 def default_cache_dir() -> Path:
-    """``$PEFT_DOR_CACHE/image_features`` (default ``~/.cache/peft_dor/image_features``)."""
-    root = Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
-    return root / "image_features"
+    """``image_features`` under the cache root (``$PEFT_DOR_CACHE``, default ``~/.cache/peft_dor``)."""
+    return cache_root() / "image_features"
 
 
 # ---------------------------------------------------------------------------------------------------- building

@@ -33,6 +33,8 @@ import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..cache import cache_root
+
 #: Default places where Debian-style WordNet database files live (``$WNSEARCHDIR`` is checked first).
 WORDNET_SEARCH_DIRS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/local/WordNet-3.0/dict")
 
@@ -104,9 +106,9 @@ _MISSING_WORDNET = (
 )
 
 
-def default_cache_dir() -> Path:
-    """``$PEFT_DOR_CACHE`` or ``~/.cache/peft_dor``: where WordNet copies and DOR feature caches go."""
-    return Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
+#: ``$PEFT_DOR_CACHE`` or ``~/.cache/peft_dor``: where WordNet copies and DOR feature caches go (the package's one
+#: cache root, :func:`peft_dor.cache.cache_root`)
+default_cache_dir = cache_root
 
 
 def normalize_term(term: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from peft_dor.cli.arguments import CONFIG_DIR, parse_train_args
+from peft_dor.cli.errors import UsageError
 from peft_dor.registry import METHODS
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -184,3 +185,14 @@ def test_demo_refuses_an_output_dir_with_results(run_cli, tmp_path):
     (tmp_path / "results.json").write_text("{}")
     code, _, err = run_cli("train", "--demo", "--output_dir", tmp_path)
     assert code == 2 and "--overwrite_output_dir" in err and (tmp_path / "results.json").read_text() == "{}"
+
+
+def test_template_variant_choices_are_the_methods_that_declare_templates():
+    from peft_dor import method_spec
+    from peft_dor.cli.options import TEMPLATE_METHODS
+
+    assert set(TEMPLATE_METHODS) == {"kgcoop", "tcp", "prograd", "vpt"}
+    command = parse_train_args(["--method", "coop", "--template_variant", "prograd", "--data_dir", "x"])
+    assert method_spec(command.data.template_variant).template_for("dtd") == "a texture of {}."
+    with pytest.raises(UsageError, match="--template_variant"):
+        parse_train_args(["--template_variant", "coop", "--data_dir", "x"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from peft_dor.data import BASE_TO_NEW_DATASETS, BENCHMARKS, clean_class_name, find_benchmark, get_benchmark
-from peft_dor.data.templates import TEMPLATE_VARIANTS, template_for
+from peft_dor.data.templates import template_for
 
 # Dassl name, C, base, new (CoCoOp's base-to-new tables)
 PROTOCOL_TABLE = {
@@ -59,18 +59,14 @@ def test_canonical_templates(name):
     assert template_for(name) == CANONICAL[name]
 
 
-def test_method_template_variants():
-    assert template_for("dtd", "kgcoop") == "a photo of a {}, a type of texture."
-    assert template_for("eurosat", "kgcoop") == "a centered satellite photo of {}."  # not overridden
-    assert template_for("fgvc_aircraft", "tcp") == "a photo of an aircraft {}."
-    assert template_for("food101", "tcp") == "a photo of a {}, a type of food."
-    assert template_for("oxford_pets", "prograd") == "a type of pet, a photo of a {}."
-    assert template_for("dtd", "prograd") == "a texture of {}."
-    assert template_for("dtd", "vpt") == "a photo of a {}."
+def test_template_overrides():
+    # a method's own tables are tested in tests/test_registry.py (they live in its folder)
+    overrides = {"DescribableTextures": "a texture of {}."}
+    assert template_for("dtd", overrides) == "a texture of {}."
+    assert template_for("eurosat", overrides) == "a centered satellite photo of {}."  # not overridden
     assert template_for(None) == template_for("not-a-benchmark") == "a photo of a {}."
-    assert set(TEMPLATE_VARIANTS) == {"kgcoop", "tcp", "prograd", "vpt"}
-    with pytest.raises(ValueError, match="variant"):
-        template_for("dtd", "nope")
+    with pytest.raises(TypeError, match="overrides"):
+        template_for("dtd", "kgcoop")
 
 
 @pytest.mark.parametrize("spelling", ["dtd", "DTD", "DescribableTextures", "describable_textures"])

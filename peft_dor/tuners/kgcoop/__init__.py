@@ -4,7 +4,8 @@ from ...registry import MethodSpec, register_method
 from .config import KgCoOpConfig
 from .layer import KgCoOpContextLayer
 from .model import KgCoOpModel
+from .templates import TEMPLATES
 
-register_method(MethodSpec("KGCOOP", KgCoOpConfig, KgCoOpModel, "KgCoOp", template_variant="kgcoop"))
+register_method(MethodSpec("KGCOOP", KgCoOpConfig, KgCoOpModel, "KgCoOp", templates=TEMPLATES))
 
 __all__ = ["KgCoOpConfig", "KgCoOpContextLayer", "KgCoOpModel"]

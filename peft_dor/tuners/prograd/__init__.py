@@ -4,13 +4,12 @@ from ...registry import MethodSpec, register_method
 from .config import ProGradConfig
 from .layer import ProGradContextLayer
 from .model import ProGradModel
+from .templates import TEMPLATES
 from .training import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 
 # DORTrainer (or any Trainer through ProGradMixin) applies the gradient projection at each optimiser step
 register_method(
-    MethodSpec(
-        "PROGRAD", ProGradConfig, ProGradModel, "ProGrad", trainer_mixins=(ProGradMixin,), template_variant="prograd"
-    )
+    MethodSpec("PROGRAD", ProGradConfig, ProGradModel, "ProGrad", trainer_mixins=(ProGradMixin,), templates=TEMPLATES)
 )
 
 __all__ = [
