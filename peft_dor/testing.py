@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .cache import cache_root
 from .world.tokenizer import bytes_to_unicode, single_token_vocabulary
 
 #: words that are single tokens of the tiny vocabulary
@@ -109,18 +110,16 @@ def build_tiny_clip(output_dir: str | os.PathLike | None = None, seed: int = 0, 
     """Write a tiny random ``CLIPModel`` with its tokenizer and image processor to ``output_dir`` and return the path.
 
     Args:
-        output_dir: where to save; defaults to ``$PEFT_DOR_CACHE`` (or ``~/.cache/peft_dor``)/``tiny-clip-<seed>``.
+        output_dir: where to save; defaults to ``$PEFT_DOR_CACHE`` (or ``~/.cache/peft_dor``)/``tiny-clip-<seed>-<hash>``.
         seed: seed of the random weights; the same seed gives the same model.
         overwrite: rebuild even if the directory already holds a model.
         **overrides: ``text_config`` / ``vision_config`` dicts and ``projection_dim`` to change the size.
     """
 
     if output_dir is None:
-        cache = Path(os.environ.get("PEFT_DOR_CACHE", Path.home() / ".cache" / "peft_dor"))
-        suffix = (
-            "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
-        )
-        output_dir = cache / f"tiny-clip-{seed}{suffix}"
+        # the vocabulary is part of the key: a folder cached by an older tokenizer builder is not reused
+        key = json.dumps({"overrides": overrides, "vocab": tiny_vocabulary()}, sort_keys=True)
+        output_dir = cache_root() / f"tiny-clip-{seed}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     output_dir = Path(output_dir)
     if (output_dir / "config.json").exists() and not overwrite:
         return str(output_dir)
@@ -140,4 +139,75 @@ def save_random_clip(config, tokenizer, output_dir: str | os.PathLike, seed: int
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     _image_processor(config.vision_config.image_size).save_pretrained(output_dir)
+    return str(output_dir)
+
+
+def build_demo_clip(
+    output_dir: str | os.PathLike,
+    image_folder: str | os.PathLike,
+    *,
+    template: str = "a photo of a {}.",
+    steps: int = 20,
+    learning_rate: float = 0.01,
+    seed: int = 0,
+) -> str:
+    """The tiny CLIP of :func:`build_tiny_clip`, given some zero-shot skill on the synthetic images
+    (:mod:`peft_dor.data.synthetic`).
+
+    A random tiny CLIP classifies the synthetic images at chance, so prompt tuning has nothing to adjust. This plays
+    the part of CLIP's pre-training cheaply: only the two projection heads are fitted, for a few ``steps``, so that
+    ``template`` prompts of the class names (sub-folders of ``image_folder/train``, all classes, as pre-training sees
+    every concept) match their images. The towers stay random. Already built folders are reused.
+
+    Returns:
+        ``output_dir``, loadable with ``CLIPModel.from_pretrained`` (with its tokenizer and image processor).
+    """
+    import shutil
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoTokenizer, CLIPModel
+
+    from .data.loaders import load_image_folder
+    from .data.transforms import CLIPImageTransform, load_image_processor
+
+    output_dir = Path(output_dir)
+    marker = output_dir / ".demo-clip"
+    expected = f"{os.fspath(image_folder)}|{template}|{steps}|{learning_rate}|{seed}"
+    if marker.exists() and marker.read_text() == expected:
+        return str(output_dir)
+    base = build_tiny_clip(output_dir.with_name(output_dir.name + "-base"), seed=seed)
+    train = load_image_folder(image_folder)["train"]
+    names = [n.replace("_", " ") for n in train.features["label"].names]
+    transform = CLIPImageTransform(load_image_processor(base))
+    clip = CLIPModel.from_pretrained(base).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    with torch.no_grad():
+        pixels = transform.pixel_values(
+            list(train.cast_column("image", type(train.features["image"])(decode=False))["image"])
+        )
+        vision = clip.vision_model(pixel_values=pixels).pooler_output
+        text_inputs = tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
+        text = clip.text_model(**text_inputs).pooler_output
+    labels = torch.tensor(train["label"])
+    heads = [clip.visual_projection.weight, clip.text_projection.weight]
+    for head in heads:
+        head.requires_grad_(True)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(heads, lr=learning_rate)
+    scale = clip.logit_scale.exp().detach()
+    for _ in range(steps):
+        image_features = F.normalize(vision @ heads[0].t(), dim=-1)
+        text_features = F.normalize(text @ heads[1].t(), dim=-1)
+        loss = F.cross_entropy(scale * image_features @ text_features.t(), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for head in heads:
+        head.requires_grad_(False)
+    clip.save_pretrained(output_dir)
+    for name in os.listdir(base):  # tokenizer and image processor files
+        if not (output_dir / name).exists():
+            shutil.copyfile(Path(base) / name, output_dir / name)
+    marker.write_text(expected)
     return str(output_dir)

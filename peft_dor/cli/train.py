@@ -53,8 +53,8 @@ class TrainingInterrupted(SystemExit):
 def demo_assets(training_args) -> tuple[str, str, list[str]]:
     """The demo CLIP, the generated image folder and a small DOR vocabulary (all offline, cached)."""
     from ..cache import cache_root
-    from ..data.synthetic import DEMO_CLASS_NAMES, build_demo_clip, write_image_folder
-    from ..testing import TINY_WORDS
+    from ..data.synthetic import DEMO_CLASS_NAMES, write_image_folder
+    from ..testing import TINY_WORDS, build_demo_clip
 
     cache = cache_root()
     with training_args.main_process_first(desc="demo assets"):

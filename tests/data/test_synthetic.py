@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from peft_dor.data import load_image_folder
-from peft_dor.data.synthetic import build_demo_clip, synthetic_dataset, write_image_folder
+from peft_dor.data.synthetic import synthetic_dataset, write_image_folder
+from peft_dor.testing import build_demo_clip
 
 
 def test_image_folder_is_deterministic_and_reused(tmp_path):
