@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ..cli.conftest import command_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "train.py"
@@ -16,18 +17,8 @@ TRAIN = ROOT / "examples" / "train.py"
 DEMO_ARGS = ["--dataset", "demo", "--num_train_epochs", "2", "--dor_pool_size", "12"]
 
 
-def script_env(cache_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        PEFT_DOR_CACHE=str(cache_dir),
-        HF_DATASETS_CACHE=str(cache_dir / "datasets"),
-        TOKENIZERS_PARALLELISM="false",
-        # `-m peft_dor` in a fresh process imports this checkout, whatever is installed
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    return env
+#: the environment of a fresh process: offline, private caches, this checkout first
+script_env = command_env
 
 
 @pytest.fixture(scope="session")
