@@ -66,8 +66,10 @@ _NOT_METHOD_FLAGS = {
     "auto_mapping",
     "peft_version",
 }
-#: defaults of the command that differ from TrainingArguments' (checkpoints each epoch, two kept; seed 1)
+#: defaults of the command that differ from TrainingArguments' (checkpoints each epoch, two kept; seed 1; no
+#: gradient clipping, as the official prompt-tuning trainers, where TrainingArguments clips at norm 1)
 TRAINING_DEFAULTS: dict[str, Any] = {
+    "max_grad_norm": 0.0,
     "remove_unused_columns": False,
     "report_to": "none",
     "save_strategy": "epoch",
