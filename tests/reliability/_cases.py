@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..helpers import tiny_training_args
 from ..method_cases import CLASS_NAMES, METHOD_CASES, VOCABULARY
 
 __all__ = ["CLASS_NAMES", "METHOD_CASES", "VOCABULARY"]  # re-exported for the reliability tests
@@ -65,20 +66,8 @@ def trainer_class(key: str):
 
 
 def training_args(output_dir: str, **overrides):
-    from transformers import TrainingArguments
-
-    settings = {
-        "use_cpu": True,
-        "report_to": [],
-        "save_strategy": "no",
-        "remove_unused_columns": False,
-        "disable_tqdm": True,
-        "seed": 0,
-        "learning_rate": 0.05,
-        "logging_steps": 1,
-        "lr_scheduler_type": "constant",
-    }
-    return TrainingArguments(output_dir=output_dir, **{**settings, **overrides})
+    settings = {"learning_rate": 0.05, "logging_steps": 1, "lr_scheduler_type": "constant"}
+    return tiny_training_args(output_dir, **{**settings, **overrides})
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ import sys
 
 import torch
 
-CLASS_NAMES = ["cat", "dog", "bird", "horse", "ship"]
 GLOBAL_BATCH = 8
 
 
@@ -21,7 +20,8 @@ def main(model_dir: str, out_dir: str) -> torch.Tensor:
     from transformers import CLIPModel
 
     from peft_dor import DORTrainer, ProGradConfig
-    from tests.tuners._helpers import tiny_training_args
+    from tests.helpers import tiny_training_args
+    from tests.method_cases import CLASS_NAMES
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

@@ -26,8 +26,8 @@ from transformers import CLIPModel
 from peft_dor import DORConfig, DORTrainer, ProGradConfig
 from peft_dor.registry import method_spec
 
+from ..helpers import reference_clip, tiny_training_args
 from ..method_cases import CASES, CLASS_NAMES, VOCABULARY
-from ._helpers import reference_clip, tiny_training_args
 
 IDS = [case.name for case in CASES]
 EXTRA_NAMES = ["lamp", "chair", "kite"]

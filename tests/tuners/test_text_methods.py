@@ -25,7 +25,7 @@ from peft_dor.testing import VIT_B16_SIZE, build_tiny_tokenizer, tiny_clip_confi
 from peft_dor.tuners.prograd import ProGradMixin, prograd_kl_loss, project_conflicting_gradient
 
 from ..conftest import CLASS_NAMES
-from ._helpers import reference_clip, tiny_training_args
+from ..helpers import reference_clip, tiny_training_args
 
 LABELS = torch.tensor([0, 1, 2, 3])
 
