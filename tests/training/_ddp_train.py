@@ -1,4 +1,5 @@
-"""Multi-process DORTrainer run launched by ``test_ddp.py`` (``accelerate launch --multi_gpu --num_processes 2``).
+"""Multi-process DORTrainer run checked by ``test_ddp.py``: the suite's one torchrun launch
+(``tests/reliability/_ddp_all_methods.py``) calls :func:`main` on both ranks.
 
 Every rank writes the outliers it drew and its final learned context to the output folder, so the test can compare
 the ranks. Usage: ``python _ddp_train.py MODEL_PATH OUTPUT_DIR``.

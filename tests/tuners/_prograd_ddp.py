@@ -1,5 +1,5 @@
-"""One DORTrainer step (ProGrad's projection composed in) on a tiny CLIP, for the DDP test: run as ``torchrun --nproc_per_node 2 _prograd_ddp.py
-MODEL_DIR OUT_DIR`` or call :func:`main` in one process. Each rank saves its context to ``OUT_DIR/ctx_<rank>.pt``.
+"""One DORTrainer step (ProGrad's projection composed in) on a tiny CLIP, for the DDP test: the suite's one torchrun
+launch (``tests/reliability/_ddp_all_methods.py``) calls :func:`main` on both ranks, the test in one process. Each rank saves its context to ``OUT_DIR/ctx_<rank>.pt``.
 
 The labels are zero-shot CLIP's least likely classes, so the CE gradient conflicts with the KL guide and the
 projection is exercised. Depends on nothing but the libraries (no pytest).
