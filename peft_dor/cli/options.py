@@ -19,6 +19,23 @@ METHOD_NAMES = tuple(key.lower() for key in METHODS)
 TEMPLATE_METHODS = tuple(spec.name for spec in METHODS.values() if spec.templates is not None)
 
 
+def _per_method_default(attribute: str) -> str:
+    """The registered methods' defaults of one :class:`~peft_dor.registry.MethodSpec` field, for a ``--help`` line.
+
+    Built from the registry so that a new method's default shows up without editing the CLI, e.g.
+    ``"8 for CoOp, 2 for the others"``: the most common value is "the others".
+    """
+    by_value: dict[str, list[str]] = {}
+    for spec in METHODS.values():
+        value = getattr(spec, attribute)
+        by_value.setdefault(f"{value:g}" if isinstance(value, float) else str(value), []).append(spec.display_name)
+    if len(by_value) == 1:
+        return f"{next(iter(by_value))} for every method"
+    common = max(by_value, key=lambda value: len(by_value[value]))
+    rare = [f"{value} for {', '.join(names)}" for value, names in by_value.items() if value != common]
+    return ", ".join([*rare, f"{common} for the others"])
+
+
 @dataclass
 class ModelArguments:
     _argument_group_name = "model"
@@ -43,7 +60,10 @@ class DataArguments:
         },
     )
     data_root: str | None = field(
-        default=None, metadata={"help": "Root of the CoOp folder layout (<data_root>/dtd/images + split_zhou_*.json)."}
+        default=None,
+        metadata={
+            "help": "Root of the benchmark folder layout (<data_root>/dtd/images + split_zhou_*.json; docs/data.md)."
+        },
     )
     data_dir: str | None = field(
         default=None,
@@ -79,7 +99,7 @@ class DataArguments:
     )
     dg_targets: list[str] = field(
         default_factory=lambda: ["imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r"],
-        metadata={"help": "Domain-generalisation targets in the CoOp layout under --data_root."},
+        metadata={"help": "Domain-generalisation targets in the benchmark layout under --data_root."},
     )
     augment: bool = field(
         default=True, metadata={"help": "Training augmentation: random resized crop (bicubic) and flip."}
@@ -96,7 +116,9 @@ class DORArguments:
     _argument_group_name = "DOR (Dynamic Outlier Regularization)"
 
     dor: bool = field(default=True, metadata={"help": "Train with DOR (--no_dor: off)."})
-    dor_weight: float | None = field(default=None, metadata={"help": "λ; default: the method's (8 CoOp, 2 others)."})
+    dor_weight: float | None = field(
+        default=None, metadata={"help": f"λ; default: the method's ({_per_method_default('default_dor_weight')})."}
+    )
     dor_pool_size: int = field(default=5000, metadata={"help": "Outlier pool size K (near-OOD top-K)."})
     dor_num_outliers: int | None = field(
         default=None, metadata={"help": "Outliers per step; default: the number of training classes."}
@@ -119,7 +141,8 @@ class DORArguments:
     dor_side: str | None = field(
         default=None,
         metadata={
-            "help": "text (outlier words) or image (outlier images); default: the method's (image for VPT).",
+            "help": "text (outlier words) or image (outlier images); default: the method's "
+            f"({_per_method_default('dor_side')}).",
             "choices": ("text", "image"),
         },
     )
@@ -146,13 +169,13 @@ class RunArguments:
     demo: bool = field(
         default=False,
         metadata={
-            "help": "The paper in miniature, offline: zero-shot, CoOp and CoOp + DOR on the shipped world CLIP, "
+            "help": "The paper in miniature, offline: zero-shot and --method with and without DOR on the shipped world CLIP, "
             "3 seeds, a few minutes on CPU (docs/world.md)."
         },
     )
     methods: list[str] | None = field(
         default=None,
-        metadata={"help": "--demo only: more methods to run with and without DOR (coop, kgcoop, maple, tcp)."},
+        metadata={"help": "--demo only: more methods to run with and without DOR (--method's choices)."},
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Retrain into an output directory that already holds a run."}

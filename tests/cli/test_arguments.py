@@ -196,3 +196,14 @@ def test_template_variant_choices_are_the_methods_that_declare_templates():
     assert method_spec(command.data.template_variant).template_for("dtd") == "a texture of {}."
     with pytest.raises(UsageError, match="--template_variant"):
         parse_train_args(["--template_variant", "coop", "--data_dir", "x"])
+
+
+def test_help_lines_of_per_method_defaults_come_from_the_registry():
+    from peft_dor.cli.options import DORArguments
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(DORArguments)}
+    for spec in METHODS.values():
+        assert f"{spec.default_dor_weight:g}" in helps["dor_weight"]
+        assert spec.dor_side in helps["dor_side"]
+    odd_sides = [spec.display_name for spec in METHODS.values() if spec.dor_side != "text"]
+    assert all(f"image for {name}" in helps["dor_side"] for name in odd_sides)

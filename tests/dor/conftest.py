@@ -6,9 +6,10 @@ import pytest
 
 from peft_dor.testing import TINY_WORDS
 
-CLASSES = ["cat", "dog", "bird", "horse", "ship"]
+from ..method_cases import CLASS_NAMES
+
 # The tiny tokenizer's words and a few phrases, plus spellings of class names that must never enter a pool.
-VOCABULARY = [word for word in TINY_WORDS if word not in CLASSES] + [
+VOCABULARY = [word for word in TINY_WORDS if word not in CLASS_NAMES] + [
     "red car",
     "blue boat",
     "green tree",
@@ -29,7 +30,7 @@ def make_coop(tiny_clip_path):
 
     import peft_dor  # noqa: F401  (registers the methods)
 
-    def build(class_names=CLASSES, method="CoOpConfig", **config):
+    def build(class_names=CLASS_NAMES, method="CoOpConfig", **config):
         clip = CLIPModel.from_pretrained(tiny_clip_path).eval()
         return get_peft_model(clip, getattr(peft_dor, method)(class_names=list(class_names), **config))
 

@@ -18,7 +18,7 @@ from peft_dor.dor import (
     vocabulary_features,
 )
 
-from .conftest import CLASSES
+from .conftest import CLASS_NAMES
 
 
 class TextPassCounter:
@@ -66,18 +66,25 @@ def test_near_random_far_pools(make_coop, vocabulary, tmp_path):
     wrapper = model.get_base_model()
     pools = {
         selection: build_text_pool(
-            wrapper, vocabulary, CLASSES, pool_size=12, selection=selection, seed=3, cache_dir=tmp_path, progress=False
+            wrapper,
+            vocabulary,
+            CLASS_NAMES,
+            pool_size=12,
+            selection=selection,
+            seed=3,
+            cache_dir=tmp_path,
+            progress=False,
         )
         for selection in ("near", "random", "far")
     }
     means = {name: float(pool.scores.mean()) for name, pool in pools.items()}
     assert means["near"] > means["random"] > means["far"]
-    class_keys = {term_key(c) for c in CLASSES}
+    class_keys = {term_key(c) for c in CLASS_NAMES}
     for pool in pools.values():
         assert len(pool) == 12 and len(set(pool.names)) == 12
         assert not class_keys & {term_key(n) for n in pool.names}
     # hand computation of the score: mean cosine to the zero-shot class features
-    classes = wrapper.zero_shot_text_features(CLASSES, "a photo of a {}.")
+    classes = wrapper.zero_shot_text_features(CLASS_NAMES, "a photo of a {}.")
     terms = wrapper.zero_shot_text_features(pools["near"].names, "a photo of a {}.")
     torch.testing.assert_close(pools["near"].scores, (terms @ classes.t()).mean(dim=1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(pools["near"].features, terms, atol=1e-6, rtol=1e-5)

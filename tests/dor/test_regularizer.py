@@ -8,7 +8,7 @@ import torch
 from peft_dor import DORConfig, DORRegularizer
 from peft_dor.dor import default_weight, method_key, outlier_drift
 
-from .conftest import CLASSES
+from .conftest import CLASS_NAMES
 
 
 def _regularizer(vocabulary, tmp_path, **overrides):
@@ -49,7 +49,7 @@ def test_default_weight_follows_the_method(make_coop, vocabulary, tmp_path):
     dor = _regularizer(vocabulary, tmp_path)
     assert dor.weight is None
     dor.build_pool(model, progress=False)
-    assert dor.weight == 8.0 and dor.num_outliers == len(CLASSES)
+    assert dor.weight == 8.0 and dor.num_outliers == len(CLASS_NAMES)
     assert default_weight("MAPLE") == default_weight("KGCOOP") == default_weight(None) == 2.0
     explicit = _regularizer(vocabulary, tmp_path, weight=0.5, num_outliers=3)
     explicit.build_pool(model, progress=False)
@@ -97,7 +97,7 @@ def test_image_conditioned_prompts_average_the_loss_over_images(make_coop, vocab
     draw = dor.draw(step=1)
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     out = model(pixel_values=pixels, labels=torch.tensor([0, 1, 2]), **draw.model_kwargs())
-    assert out.extra_text_embeds.shape == (3, len(CLASSES), out.image_embeds.shape[-1])  # per image
+    assert out.extra_text_embeds.shape == (3, len(CLASS_NAMES), out.image_embeds.shape[-1])  # per image
     with torch.no_grad():
         prompted = wrapper.encode_text(draw.names, wrapper.encode_image(pixels))  # (images, B, D)
     target = wrapper.zero_shot_text_features(draw.names, "a photo of a {}.")

@@ -1,4 +1,5 @@
-"""Every peft-dor method on the tiny CLIP, and a small synthetic training set, for the reliability tests.
+"""Every peft-dor method on the tiny CLIP (the cases of ``tests/method_cases.py``), and a small synthetic training set,
+for the reliability tests.
 
 Imported by the tests and by ``_ddp_all_methods.py`` (which torchrun starts with the repository on ``PYTHONPATH``),
 so it depends on nothing but the libraries (no pytest).
@@ -8,32 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from peft_dor.testing import TINY_WORDS
+from ..helpers import tiny_training_args
+from ..method_cases import CLASS_NAMES, METHOD_CASES, VOCABULARY
 
-CLASS_NAMES = ["cat", "dog", "bird", "horse", "ship"]
-#: outlier terms: the tiny tokenizer's nouns that are no class name
-VOCABULARY = [word for word in TINY_WORDS[TINY_WORDS.index("tree") :] if word not in CLASS_NAMES]
-TEACHER_TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "art of a {}."]
-
-#: method key -> (config class name, config kwargs) for the tiny CLIP (2 layers per tower, width 32, 32 px images)
-METHOD_CASES: dict[str, tuple[str, dict]] = {
-    "coop": ("CoOpConfig", {"n_ctx": 4}),
-    "cocoop": ("CoCoOpConfig", {"meta_net_hidden_dim": 8}),
-    "kgcoop": ("KgCoOpConfig", {}),
-    "tcp": ("TCPConfig", {"class_token_layer": 1}),
-    "prograd": ("ProGradConfig", {"n_ctx": 4}),
-    "vpt": ("VPTConfig", {"vision_tokens": 2, "deep": True}),
-    "ivlp": ("IVLPConfig", {"n_ctx": 2, "vision_tokens": 2, "text_depth": 2, "vision_depth": 2}),
-    "maple": ("MaPLeConfig", {"depth": 2}),
-    "promptsrc": ("PromptSRCConfig", {"text_depth": 2, "vision_depth": 2, "teacher_templates": TEACHER_TEMPLATES}),
-}
+__all__ = ["CLASS_NAMES", "METHOD_CASES", "VOCABULARY"]  # re-exported for the reliability tests
 
 
 def method_config(key: str, class_names=CLASS_NAMES, **overrides):
-    import peft_dor
-
-    name, kwargs = METHOD_CASES[key]
-    return getattr(peft_dor, name)(class_names=class_names, **{**kwargs, **overrides})
+    _, config_class, kwargs = METHOD_CASES[key]
+    return config_class(class_names=class_names, **{**kwargs, **overrides})
 
 
 def build_model(key: str, model_path: str, seed: int = 0, **overrides):
@@ -82,20 +66,8 @@ def trainer_class(key: str):
 
 
 def training_args(output_dir: str, **overrides):
-    from transformers import TrainingArguments
-
-    settings = {
-        "use_cpu": True,
-        "report_to": [],
-        "save_strategy": "no",
-        "remove_unused_columns": False,
-        "disable_tqdm": True,
-        "seed": 0,
-        "learning_rate": 0.05,
-        "logging_steps": 1,
-        "lr_scheduler_type": "constant",
-    }
-    return TrainingArguments(output_dir=output_dir, **{**settings, **overrides})
+    settings = {"learning_rate": 0.05, "logging_steps": 1, "lr_scheduler_type": "constant"}
+    return tiny_training_args(output_dir, **{**settings, **overrides})
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

@@ -7,6 +7,11 @@ the same global batch in one process (the reference). Either way every rank writ
 ``rank<r>`` under torchrun and ``single`` otherwise. The dataset is exactly one global batch, so every step sees the
 same images whatever the sampler's order and the DDP-averaged gradient equals the one-process gradient up to float
 rounding. Depends on nothing but the libraries (no pytest).
+
+Under torchrun the same process group then runs the other multi-process checks, so the suite pays one launch (~10 s
+of imports) for all of them: ProGrad's projected step (``tests/tuners/_prograd_ddp.py``, into ``OUT_DIR/prograd``)
+and the accumulating DORTrainer run (``tests/training/_ddp_train.py``, into ``OUT_DIR/train``). The session fixture
+``ddp_launch`` of ``tests/conftest.py`` starts it.
 """
 
 from __future__ import annotations
@@ -75,3 +80,9 @@ def main(model_dir: str, out_dir: str, methods=None) -> None:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     main(sys.argv[1], sys.argv[2], sys.argv[3].split(",") if len(sys.argv) > 3 else None)
+    from tests.training import _ddp_train
+    from tests.tuners import _prograd_ddp
+
+    for name, check in (("prograd", _prograd_ddp.main), ("train", _ddp_train.main)):
+        os.makedirs(os.path.join(sys.argv[2], name), exist_ok=True)
+        check(sys.argv[1], os.path.join(sys.argv[2], name))

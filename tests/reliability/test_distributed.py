@@ -1,17 +1,13 @@
 """Distributed consistency: for every method, 2-process DDP (CPU, gloo) ends with the adapter of one process training
 the same global batch, and every rank draws the same outliers.
 
-One ``torchrun`` launch trains all methods in turn inside each rank (a launch costs ~10 s of imports); the
+The suite's one ``torchrun`` launch (the ``ddp_launch`` fixture) trains all methods in turn inside each rank; the
 one-process reference runs the same script's :func:`main` in this process.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,30 +15,11 @@ from safetensors.torch import load_file
 
 from ._cases import METHOD_CASES
 
-SCRIPT = Path(__file__).with_name("_ddp_all_methods.py")
-ROOT = Path(__file__).parents[2]
-
 
 @pytest.mark.slow
-def test_every_method_under_two_process_ddp_matches_one_process(tiny_clip_path, tmp_path):
-    ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
-    ddp_dir.mkdir()
+def test_every_method_under_two_process_ddp_matches_one_process(tiny_clip_path, ddp_launch, tmp_path):
+    ddp_dir, single_dir = ddp_launch, tmp_path / "single"
     single_dir.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    process = subprocess.Popen(
-        [*command, str(SCRIPT), tiny_clip_path, str(ddp_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=300)
-    finally:
-        process.kill()
-    assert process.returncode == 0, output[-4000:]
 
     from ._ddp_all_methods import main
 

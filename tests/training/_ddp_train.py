@@ -1,4 +1,5 @@
-"""Multi-process DORTrainer run launched by ``test_ddp.py`` (``accelerate launch --multi_gpu --num_processes 2``).
+"""Multi-process DORTrainer run checked by ``test_ddp.py``: the suite's one torchrun launch
+(``tests/reliability/_ddp_all_methods.py``) calls :func:`main` on both ranks.
 
 Every rank writes the outliers it drew and its final learned context to the output folder, so the test can compare
 the ranks. Usage: ``python _ddp_train.py MODEL_PATH OUTPUT_DIR``.
@@ -16,7 +17,7 @@ from safetensors.torch import save_file
 from transformers import CLIPModel, TrainingArguments
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _toy_data import TOY_CLASSES, TOY_VOCABULARY, ImageCollator, color_dataset  # noqa: E402
+from _toy_data import CLASS_NAMES, TOY_VOCABULARY, ImageCollator, color_dataset  # noqa: E402
 
 import peft_dor  # noqa: E402
 from peft_dor import DORConfig, DORTrainer  # noqa: E402
@@ -33,7 +34,7 @@ class RecordingTrainer(DORTrainer):
 def main(model_path: str, output_dir: str) -> None:
     torch.set_num_threads(1)
     clip = CLIPModel.from_pretrained(model_path)
-    model = get_peft_model(clip, peft_dor.CoOpConfig(class_names=TOY_CLASSES, ctx_init="a photo of a"))
+    model = get_peft_model(clip, peft_dor.CoOpConfig(class_names=CLASS_NAMES, ctx_init="a photo of a"))
     args = TrainingArguments(
         os.path.join(output_dir, "run"),
         max_steps=4,
@@ -52,7 +53,7 @@ def main(model_path: str, output_dir: str) -> None:
     trainer = RecordingTrainer(
         model=model,
         args=args,
-        train_dataset=color_dataset(TOY_CLASSES, per_class=6),
+        train_dataset=color_dataset(CLASS_NAMES, per_class=6),
         data_collator=ImageCollator(model_path),
         dor=dor,
         optimizer_name="sgd",

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from peft_dor.testing import TINY_WORDS
+from tests.method_cases import CLASS_NAMES
 
-TOY_CLASSES = ["cat", "dog", "bird", "horse", "ship"]
 #: terms the DOR tests draw outliers from: the tiny tokenizer's words, phrases, spelling variants of class names
-TOY_VOCABULARY = [word for word in TINY_WORDS if word not in TOY_CLASSES] + [
+TOY_VOCABULARY = [word for word in TINY_WORDS if word not in CLASS_NAMES] + [
     "Cat",
     "DOG",
     "Bird_",
@@ -31,7 +31,7 @@ TOY_VOCABULARY = [word for word in TINY_WORDS if word not in TOY_CLASSES] + [
 ]
 
 
-def color_dataset(class_names=TOY_CLASSES, per_class: int = 8, size: int = 32, seed: int = 0):
+def color_dataset(class_names=CLASS_NAMES, per_class: int = 8, size: int = 32, seed: int = 0):
     """A ``datasets.Dataset`` with an ``image`` (PIL) and a ``label`` (ClassLabel) column: class ``i`` is a noisy
     image of the ``i``-th of evenly spaced hues, so a classifier can separate the classes."""
     from datasets import ClassLabel, Dataset, Features, Image

@@ -11,13 +11,13 @@ from peft_dor import DORTrainer
 from peft_dor.tuners.prograd import ProGradMixin
 from peft_dor.tuners.promptsrc.gpa import GPACallback
 
-from ._toy_data import TOY_CLASSES
+from ._toy_data import CLASS_NAMES
 
 DEPTH = {"text_depth": 2, "vision_depth": 2}  # the tiny CLIP has two layers per tower
 
 
 def _model(tiny_clip_path, config_cls, **kwargs):
-    return get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), config_cls(class_names=TOY_CLASSES, **kwargs))
+    return get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), config_cls(class_names=CLASS_NAMES, **kwargs))
 
 
 def _args(tmp_path):

@@ -15,7 +15,7 @@ import peft_dor
 from peft_dor import DORConfig, DORTrainer
 from peft_dor.training import LossTerms, protocol_learning_rates
 
-from ._toy_data import TOY_CLASSES, TOY_VOCABULARY
+from ._toy_data import CLASS_NAMES, TOY_VOCABULARY
 
 
 class RecordingTrainer(DORTrainer):
@@ -72,7 +72,7 @@ def test_coop_dor_end_to_end_lowers_ce_and_keeps_outliers_in_place(make_trainer)
     # one model forward per step, carrying the outliers; the text tower never encodes zero-shot prompts while training
     training_forwards = [kwargs for kwargs in forwards if "extra_names" in kwargs]
     assert len(training_forwards) == 15
-    assert all(len(kwargs["extra_names"]) == len(TOY_CLASSES) for kwargs in training_forwards)
+    assert all(len(kwargs["extra_names"]) == len(CLASS_NAMES) for kwargs in training_forwards)
     assert zero_shot_rows == []
     assert {"loss", "loss_ce", "loss_dor"} <= set(_train_logs(trainer)[0])
     # the same run without the regulariser drifts far more on the outliers
@@ -102,7 +102,7 @@ def test_logged_components_add_up_under_gradient_accumulation(make_trainer):
 
 
 def test_method_losses_are_added_and_logged(make_trainer, tiny_clip_path):
-    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), peft_dor.KgCoOpConfig(class_names=TOY_CLASSES))
+    model = get_peft_model(CLIPModel.from_pretrained(tiny_clip_path), peft_dor.KgCoOpConfig(class_names=CLASS_NAMES))
     trainer = make_trainer(model=model, max_steps=3)
     trainer.train()
     assert trainer.dor.weight == 2.0  # KgCoOp's default λ
@@ -190,9 +190,9 @@ def test_evaluation_reports_calibration_and_loads_the_best_model_on_ece(make_tra
 def test_predict_without_labels_returns_logits_only(make_trainer, toy_dataset):
     trainer = make_trainer()
     output = trainer.predict(toy_dataset.remove_columns("label"))
-    assert output.predictions.shape == (len(toy_dataset), len(TOY_CLASSES))
+    assert output.predictions.shape == (len(toy_dataset), len(CLASS_NAMES))
     labelled = trainer.predict(toy_dataset)
-    assert labelled.predictions.shape == (len(toy_dataset), len(TOY_CLASSES))
+    assert labelled.predictions.shape == (len(toy_dataset), len(CLASS_NAMES))
     assert "test_ece" in labelled.metrics
 
 

@@ -1,5 +1,5 @@
-"""One DORTrainer step (ProGrad's projection composed in) on a tiny CLIP, for the DDP test: run as ``torchrun --nproc_per_node 2 _prograd_ddp.py
-MODEL_DIR OUT_DIR`` or call :func:`main` in one process. Each rank saves its context to ``OUT_DIR/ctx_<rank>.pt``.
+"""One DORTrainer step (ProGrad's projection composed in) on a tiny CLIP, for the DDP test: the suite's one torchrun
+launch (``tests/reliability/_ddp_all_methods.py``) calls :func:`main` on both ranks, the test in one process. Each rank saves its context to ``OUT_DIR/ctx_<rank>.pt``.
 
 The labels are zero-shot CLIP's least likely classes, so the CE gradient conflicts with the KL guide and the
 projection is exercised. Depends on nothing but the libraries (no pytest).
@@ -12,7 +12,6 @@ import sys
 
 import torch
 
-CLASS_NAMES = ["cat", "dog", "bird", "horse", "ship"]
 GLOBAL_BATCH = 8
 
 
@@ -21,7 +20,8 @@ def main(model_dir: str, out_dir: str) -> torch.Tensor:
     from transformers import CLIPModel
 
     from peft_dor import DORTrainer, ProGradConfig
-    from tests.tuners._helpers import tiny_training_args
+    from tests.helpers import tiny_training_args
+    from tests.method_cases import CLASS_NAMES
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

@@ -1,7 +1,7 @@
 """Every method through the same columns, in PEFT's ``TEST_CASES`` style (``tests/test_custom_models.py``).
 
-A case is ``(name, config class, config kwargs)`` for the tiny CLIP of ``conftest.py``. The text-side methods are
-listed here; the vision and multimodal methods add theirs in ``cases_vision.py``. Columns:
+A case is ``(name, config class, config kwargs)`` for the tiny CLIP of ``conftest.py``, from the one case table
+``tests/method_cases.py`` that the reliability tests share. Columns:
 
 * save → ``PeftModel.from_pretrained`` into a fresh CLIP gives identical logits and the right config class;
 * only the method's tensors train, receive gradients and are saved; the base model never changes;
@@ -23,33 +23,14 @@ from peft import PeftConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import CLIPModel
 
-from peft_dor import CoCoOpConfig, CoOpConfig, DORConfig, DORTrainer, KgCoOpConfig, ProGradConfig, TCPConfig
+from peft_dor import DORConfig, DORTrainer, ProGradConfig
 from peft_dor.registry import method_spec
-from peft_dor.testing import TINY_WORDS
 
-from ..conftest import CLASS_NAMES
-from ._helpers import reference_clip, tiny_training_args
-from .cases_vision import VISION_CASES
+from ..helpers import reference_clip, tiny_training_args
+from ..method_cases import CASES, CLASS_NAMES, VOCABULARY
 
-PET = "a photo of a {}, a type of pet."
-
-TEXT_CASES = [
-    ("coop", CoOpConfig, {"n_ctx": 4}),
-    ("cocoop", CoCoOpConfig, {"meta_net_hidden_dim": 8}),
-    ("kgcoop", KgCoOpConfig, {"template": PET}),
-    ("tcp", TCPConfig, {"class_token_layer": 1}),
-    (
-        "tcp-layout",
-        TCPConfig,
-        {"class_token_layer": 1, "template": PET, "prompt_template": "X X X X {}, a type of pet."},
-    ),
-    ("prograd", ProGradConfig, {"n_ctx": 8, "ctx_init": "a photo of a {}."}),
-]
-TEST_CASES = TEXT_CASES + list(VISION_CASES)
-IDS = [case[0] for case in TEST_CASES]
+IDS = [case.name for case in CASES]
 EXTRA_NAMES = ["lamp", "chair", "kite"]
-#: outlier vocabulary for the DOR column: nouns of the tiny tokenizer that are no class name
-VOCABULARY = [word for word in TINY_WORDS[TINY_WORDS.index("tree") :] if word not in CLASS_NAMES]
 LABELS = torch.tensor([0, 1, 2, 3])
 
 
@@ -80,7 +61,7 @@ def zero_shot_logits(path: str, pixel_values: torch.Tensor, template: str) -> to
     return clip(input_ids=input_ids, attention_mask=mask, pixel_values=pixel_values).logits_per_image
 
 
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_save_and_reload_gives_identical_logits(case, tiny_clip_path, pixel_values, tmp_path):
     model = build(case, tiny_clip_path)
     perturb(model)
@@ -98,7 +79,7 @@ def test_save_and_reload_gives_identical_logits(case, tiny_clip_path, pixel_valu
     assert not trainable(reloaded)
 
 
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_only_the_method_tensors_train_and_are_saved(case, tiny_clip_path, pixel_values, tmp_path):
     model = build(case, tiny_clip_path)
     prefix = model.base_model.prefix
@@ -120,7 +101,7 @@ def test_only_the_method_tensors_train_and_are_saved(case, tiny_clip_path, pixel
     assert set(saved) == {name.replace(".default", "") for name in params}
 
 
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_disable_adapter_gives_zero_shot_clip(case, tiny_clip_path, pixel_values):
     model = build(case, tiny_clip_path)
     perturb(model)
@@ -132,7 +113,7 @@ def test_disable_adapter_gives_zero_shot_clip(case, tiny_clip_path, pixel_values
         assert not torch.allclose(model(pixel_values=pixel_values).logits, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_outlier_names_take_the_method_prompt_path(case, tiny_clip_path, pixel_values):
     model = build(case, tiny_clip_path)
     perturb(model)
@@ -147,7 +128,7 @@ def test_outlier_names_take_the_method_prompt_path(case, tiny_clip_path, pixel_v
     torch.testing.assert_close(out.text_embeds, as_classes[..., :n_classes, :], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bf16_autocast_forward_is_close_to_fp32(case, tiny_clip_path, pixel_values):
     model = build(case, tiny_clip_path)
     perturb(model)
@@ -162,7 +143,7 @@ def test_bf16_autocast_forward_is_close_to_fp32(case, tiny_clip_path, pixel_valu
 
 
 @pytest.mark.parametrize("with_dor", [False, True], ids=["plain", "dor"])
-@pytest.mark.parametrize("case", TEST_CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_trainer_steps_with_and_without_dor(case, with_dor, tiny_clip_path, tmp_path):
     model = build(case, tiny_clip_path)
     config = model.peft_config["default"]

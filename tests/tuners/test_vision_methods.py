@@ -20,7 +20,7 @@ from peft_dor.testing import build_tiny_clip, build_tiny_tokenizer
 from peft_dor.tuners.maple import MaPLeDeepVisionLayer, MaPLeVisionLayer
 from peft_dor.tuners.promptsrc.gpa import GPACallback, gpa_weights
 
-from .cases_vision import VISION_CASES
+from ..method_cases import VISION_CASES
 from .test_method_matrix import perturb, trainable, zero_shot_logits
 
 N_TOKENS = 17  # CLS + 16 patches in the tiny CLIP

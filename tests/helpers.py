@@ -1,6 +1,6 @@
-"""Helpers of the method tests: the plain-transformers reference model and few-step ``TrainingArguments``.
+"""Helpers shared across the test packages: the plain-transformers reference model and few-step ``TrainingArguments``.
 
-Imported by the test files and by ``_prograd_ddp.py`` (which torchrun starts with the repository on ``PYTHONPATH``),
+Imported by the test files and by the scripts torchrun starts with the repository on ``PYTHONPATH``),
 so it depends on nothing but transformers.
 """
 
