@@ -16,8 +16,11 @@ def check_class_names(class_names) -> list[str]:
     names = list(class_names)
     seen: dict[str, str] = {}
     for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"`class_names` must hold non-empty strings; got {name!r}. Remove or rename it.")
+        if not isinstance(name, str) or not name.replace("_", " ").strip():  # "_" is a space in the prompt
+            raise ValueError(
+                f"`class_names` must hold non-empty strings; got {name!r}. Remove or rename it (an underscore is a "
+                "space in the prompt)."
+            )
         # CLIP's tokenizer lower-cases and normalises whitespace, and "_" is a space in the prompt, so these would give
         # identical prompts.
         key = " ".join(name.replace("_", " ").casefold().split())

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from peft_dor.prompting import PromptLayout, TokenizedPrompts
+from peft_dor.prompting.tokenizer import prompt_name
 
 from ._cases import CLASS_NAMES, build_model
 
@@ -89,6 +90,8 @@ def test_layout_prompts_are_well_formed_or_too_long(coop, names, position, n_ctx
 
 @PROPERTY_SETTINGS
 @given(names=NAMES, template=st.sampled_from(["a photo of a {}.", "{}", "itap of the {}!", "{} 🐾 ?"]))
+@example(names=["_"], template="a photo of a {}.")  # found by this test: "_" alone is an empty name in the prompt
+@example(names=["sea_lion"], template="a photo of a {}.")
 def test_template_prompts_are_well_formed_or_too_long(coop, names, template):
     tokenizer = coop.get_base_model().prompt_tokenizer
     try:
@@ -99,7 +102,7 @@ def test_template_prompts_are_well_formed_or_too_long(coop, names, template):
     assert_well_formed(prompts, tokenizer)
     # the ids are those of the whole formatted sentence, as CLIP's tokenizer gives them
     for row, name in enumerate(names):
-        expected = tokenizer.tokenizer(template.format(name))["input_ids"]
+        expected = tokenizer.tokenizer(template.format(prompt_name(name)))["input_ids"]  # "_" is a space in prompts
         assert prompts.input_ids[row, : len(expected)].tolist() == expected
 
 
@@ -142,3 +145,11 @@ def test_accepted_unicode_names_classify_with_finite_logits(coop, pixel_values):
     finally:
         coop.set_class_names(CLASS_NAMES)
     assert logits.shape == (4, len(names)) and bool(torch.isfinite(logits).all())
+
+
+def test_a_name_of_only_underscores_is_refused(coop):
+    wrapper = coop.get_base_model()
+    wrapper.set_class_names(CLASS_NAMES)
+    with pytest.raises(ValueError, match=r"non-empty strings; got '__'.*underscore is a space"):
+        coop.set_class_names(["cat", "__"])
+    assert wrapper.class_names == CLASS_NAMES
