@@ -1,6 +1,7 @@
 """How a prompt reaches CLIP: the machinery every method shares, one concept per module.
 
 ============== ==========================================================================================
+``backbone``   what a backbone's text path is like (causal or not, pooling, padding), looked up from its config
 ``checks``     argument checks that name the field and the fix
 ``tokenizer``  prompt pieces, learned slots and the padding policy (:class:`PromptTokenizer`)
 ``text``       the hand-driven text tower and the per-pass context its prompt layers read
@@ -17,6 +18,7 @@
 A method folder (``peft_dor/tuners/<method>/``) imports what it needs from here, ``from ...prompting import ...``.
 """
 
+from .backbone import TextRules, text_rules
 from .checks import check_class_names, check_depth, check_number, check_template
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .config import ContextPromptConfig, DeepContextPromptConfig, DeepPromptConfigMixin, PromptConfig
@@ -49,12 +51,14 @@ __all__ = [
     "PromptTuner",
     "TextContextLayer",
     "TextPromptContext",
+    "TextRules",
     "TextTower",
     "TokenizedPrompts",
     "TrainingRecipe",
     "VisionPromptLayer",
     "autocast_key",
     "causal_mask",
+    "text_rules",
     "check_class_names",
     "check_depth",
     "check_number",

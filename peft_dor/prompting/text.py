@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .backbone import text_rules
 from .tokenizer import TokenizedPrompts
 
 
@@ -90,6 +91,7 @@ class TextTower:
 
     def __init__(self, clip: nn.Module):
         self.clip = clip
+        self.rules = text_rules(clip)
 
     def __call__(self, context: TextPromptContext, checkpointing: bool = False) -> torch.Tensor:
         """Projected, un-normalised features ``(R * P, D)``; ``R > 1`` when a layer conditions prompts on images."""
@@ -102,7 +104,7 @@ class TextTower:
         else:
             hidden = embeddings(input_ids=input_ids)
         repeats = hidden.shape[0] // len(prompts)
-        mask = causal_mask(hidden.shape[1], hidden.dtype, hidden.device)
+        mask = causal_mask(hidden.shape[1], hidden.dtype, hidden.device) if self.rules.causal else None
         for layer in text.encoder.layers:
             kwargs = {"prompt_context": context} if getattr(layer, "is_prompt_layer", False) else {}
             if checkpointing and torch.is_grad_enabled():
