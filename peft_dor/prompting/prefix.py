@@ -98,9 +98,10 @@ def run_with_shared_prefix(
     """
     n_prompts = len(context.prompts)
     repeats = hidden.shape[0] // n_prompts
-    # copies, so the full embeddings are not kept alive for backward through views of them
-    prefix = hidden.unflatten(0, (repeats, n_prompts))[:, 0, :length].contiguous()
-    suffix = hidden[:, length:].contiguous()
+    # copies (never views, even where the slice happens to be contiguous), so the full embeddings are not kept
+    # alive for backward
+    prefix = hidden.unflatten(0, (repeats, n_prompts))[:, 0, :length].clone(memory_format=torch.contiguous_format)
+    suffix = hidden[:, length:].clone(memory_format=torch.contiguous_format)
     masks = mask[..., :length, :length], mask[..., length:, :]
     for done, layer in enumerate(layers):
         base = _splittable_layer(layer)
