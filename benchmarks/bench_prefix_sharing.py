@@ -12,18 +12,29 @@ longest prompt of the pass). Cases:
 
 Time: both settings alternate on one model in one process (median of rounds). Activation memory: the bytes the
 forward pass saves for backward, summed over distinct storages with ``torch.autograd.graph.saved_tensors_hooks``
-(every parameter excluded, frozen or not: both settings save the same weights), which is what a training step holds between forward and
-backward. Before timing, features and gradients of both settings must agree (float32, 1e-5). Target for CoOp at
+(every parameter excluded, frozen or not: both settings save the same weights), which is what a training step holds
+between forward and backward. Peak memory: each setting of each case also runs once in a fresh process, whose
+resident-set growth over the pass is read as in ``bench_memory_1000_classes`` (peak counter reset after set-up,
+``VmHWM``, glibc's mmap threshold fixed so freed tensors leave the resident set; CUDA: ``max_memory_allocated``). Before timing, features and gradients of both settings must agree (float32, 1e-5). Target for CoOp at
 1,000 classes: >= 3x faster and >= 3x less activation memory.
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import common
 import torch
 from common import autocast, check_equal, compare
 
 from peft_dor.prompting.prefix import shared_prefix_length
+
+SETTINGS = ("full_rows", "shared_prefix")
 
 
 def activation_bytes(fn, params) -> tuple[int, object]:
@@ -57,25 +68,67 @@ def build(path: str, method: str, n_classes: int, device: str):
     return model, names
 
 
-def run_case(args, path: str, method: str, n_classes: int, batch: int | None) -> tuple[dict, dict]:
-    """One case: equality check, activation memory and time of both settings; the results row and raw data."""
-    model, names = build(path, method, n_classes, args.device)
-    wrapper = model.get_base_model()
-    params = [p for p in model.parameters() if p.requires_grad]
-    width = wrapper.clip.config.projection_dim
+def case_inputs(model, n_classes: int, batch: int | None, device: str):
+    """The pass's image features (CoCoOp; None for CoOp) and a fixed random linear readout of the text features."""
+    width = model.get_base_model().clip.config.projection_dim
     generator = torch.Generator().manual_seed(0)
     images = None
     if batch:
-        images = torch.nn.functional.normalize(torch.randn(batch, width, generator=generator), dim=-1)
-        images = images.to(args.device)
+        images = torch.nn.functional.normalize(torch.randn(batch, width, generator=generator), dim=-1).to(device)
     shape = (batch, n_classes, width) if batch else (n_classes, width)
-    weights = torch.randn(shape, generator=generator).to(args.device)  # a fixed linear readout of the features
+    return images, torch.randn(shape, generator=generator).to(device)
+
+
+def text_loss(model, names, images, weights, share: bool, args) -> torch.Tensor:
+    wrapper = model.get_base_model()
+    wrapper.share_text_prefix = share
+    with autocast(args.device, args.dtype):
+        features = wrapper.encode_text(names, images)
+    return (features.float() * weights).sum()
+
+
+def child(args) -> None:
+    """One setting of one case in this (fresh) process: print the pass's peak memory growth as JSON."""
+    method, n_classes, batch = args.child_case.split(":")
+    n_classes, batch = int(n_classes), int(batch) or None
+    model, names = build(common.build_bench_clip(args.size), method, n_classes, args.device)
+    images, weights = case_inputs(model, n_classes, batch, args.device)
+    model.get_base_model().tokenize(names)  # tokenizer caches warm, like every pass after the first
+    cuda = str(args.device).startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        base = common.status_kb("VmRSS") * 1024
+    text_loss(model, names, images, weights, args.child == "shared_prefix", args).backward()
+    if cuda:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = common.status_kb("VmHWM") * 1024
+    print(json.dumps({"peak_bytes": peak - base}))
+
+
+def peak_bytes(args, method: str, n_classes: int, batch: int | None, setting: str) -> int:
+    argv = [sys.executable, __file__, "--child", setting, "--child-case", f"{method}:{n_classes}:{batch or 0}"]
+    argv += ["--size", args.size, "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads)]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
+    return json.loads(out)["peak_bytes"]
+
+
+def run_case(args, path: str, method: str, n_classes: int, batch: int | None) -> tuple[dict, dict]:
+    """One case: equality check, activation memory and time of both settings; the results row and raw data."""
+    peaks = {setting: peak_bytes(args, method, n_classes, batch, setting) for setting in SETTINGS}
+    model, names = build(path, method, n_classes, args.device)
+    wrapper = model.get_base_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    images, weights = case_inputs(model, n_classes, batch, args.device)
 
     def forward(share: bool):
-        wrapper.share_text_prefix = share
-        with autocast(args.device, args.dtype):
-            features = wrapper.encode_text(names, images)
-        return (features.float() * weights).sum()
+        return text_loss(model, names, images, weights, share, args)
 
     def text_pass(share: bool):
         model.zero_grad(set_to_none=True)
@@ -112,8 +165,12 @@ def run_case(args, path: str, method: str, n_classes: int, batch: int | None) ->
         "full_rows_MiB": memory[False] / 2**20,
         "shared_prefix_MiB": memory[True] / 2**20,
         "memory_ratio": memory[False] / memory[True],
+        "full_rows_peak_MiB": peaks["full_rows"] / 2**20,
+        "shared_prefix_peak_MiB": peaks["shared_prefix"] / 2**20,
+        "peak_ratio": peaks["full_rows"] / peaks["shared_prefix"],
     }
     raw = {"times": times, "activation_bytes": {"full_rows": memory[False], "shared": memory[True]}, "diffs": diffs}
+    raw["peak_bytes"] = peaks
     print(row, flush=True)
     return row, raw
 
@@ -123,9 +180,14 @@ def main() -> None:
     p.add_argument("--classes", type=int, nargs="+", default=[100, 1000], help="CoOp class counts")
     p.add_argument("--cocoop-batch", type=int, default=8)
     p.add_argument("--cocoop-classes", type=int, default=100)
+    p.add_argument("--child", choices=SETTINGS, help=argparse.SUPPRESS)  # internal: one setting's peak memory
+    p.add_argument("--child-case", help=argparse.SUPPRESS)
     p.set_defaults(repeats=3)
     args = p.parse_args()
     common.setup(args)
+    if args.child:
+        child(args)
+        return
     path = common.build_bench_clip(args.size)
     cases = [("coop", c, None) for c in args.classes] + [("cocoop", args.cocoop_classes, args.cocoop_batch)]
     rows, data = [], {}
@@ -137,7 +199,9 @@ def main() -> None:
     notes = [
         "full_rows: every prompt runs all its positions through every layer (sharing off); shared_prefix: the "
         "positions all prompts share run once per pass (once per image for CoCoOp). Both pad to the longest prompt.",
-        "Activation memory = bytes saved for backward by the forward pass (distinct storages, weights excluded).",
+        "Activation memory = bytes saved for backward by the forward pass (distinct storages, weights excluded). "
+        "Peak = resident-set growth over one pass (forward + backward) in a fresh process per setting; it also "
+        "holds the backward pass's transient buffers and the allocator's slack.",
         "Class names are two tokens; CoOp prompts are [SOS] + 16 context + name + '.' + [EOS] = 21 tokens.",
         "Loss and gradients of both settings agreed before timing (float32, relative 1e-5).",
     ]
