@@ -18,7 +18,8 @@ How far prompts share is decided per pass from the prompt layout and from what t
   and written into the prefix; per-prompt vectors at prefix positions (TCP's class tokens) end the sharing at that
   layer, from where the full rows run as usual.
 
-Only :class:`~peft_dor.prompting.text.TextTower` calls this module, and only for a backbone whose text rules say
+A layer with forward hooks (on it or on a module inside it) sees full rows, from that layer on: hooks observe what
+they always did. Only :class:`~peft_dor.prompting.text.TextTower` calls this module, and only for a backbone whose text rules say
 attention is causal.
 """
 
@@ -133,7 +134,14 @@ def _splittable_layer(layer: nn.Module) -> nn.Module | None:
         base = layer.base_layer
     if not all(hasattr(base, part) for part in _LAYER_PARTS):
         return None
-    return base if all(hasattr(base.self_attn, part) for part in _ATTENTION_PARTS) else None
+    if not all(hasattr(base.self_attn, part) for part in _ATTENTION_PARTS):
+        return None
+    # a hook someone put on the layer (or inside it) expects the full rows through the module's forward
+    return None if any(_has_hooks(module) for module in (layer, *base.modules())) else base
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def _write_deep_slots(layer, base, prefix, suffix, length, context):

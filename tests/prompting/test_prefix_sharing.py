@@ -187,3 +187,18 @@ def test_a_non_causal_backbone_never_takes_the_shared_path(tiny_clip, split_call
     tokenizer = PromptTokenizer(AutoTokenizer.from_pretrained(tiny_clip.name_or_path), 77)
     tower(TextPromptContext(tokenizer.template_prompts(CLASS_NAMES, "a photo of a {}.")))
     assert split_calls[0] == 0
+
+
+@torch.no_grad()
+def test_a_forward_hook_on_a_layer_sees_the_full_rows(tiny_clip_path, split_calls):
+    model = build(("coop", CoOpConfig, {"n_ctx": 4}), tiny_clip_path, CLASS_NAMES)
+    wrapper = model.get_base_model()
+    expected = wrapper.encode_text(CLASS_NAMES)
+    calls = split_calls[0]
+    seen = []
+    handle = wrapper.clip.text_model.encoder.layers[1].mlp.register_forward_hook(lambda m, i, out: seen.append(out))
+    torch.testing.assert_close(wrapper.encode_text(CLASS_NAMES), expected, atol=1e-5, rtol=0)
+    handle.remove()
+    assert split_calls[0] == calls + 1  # layer 0 still shared, layer 1 ran its full rows
+    length = wrapper.tokenize(CLASS_NAMES).input_ids.shape[1]
+    assert [tuple(out.shape[:2]) for out in seen] == [(len(CLASS_NAMES), length)]
