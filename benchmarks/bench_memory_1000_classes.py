@@ -63,13 +63,6 @@ def step(model, embeds, labels, device="cpu", dtype="float32"):
     return out.loss.detach()
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(args) -> None:
     """Measure one configuration's peak step memory in this (fresh) process; print it as JSON."""
     model, embeds, labels = make(args)
@@ -83,13 +76,13 @@ def child(args) -> None:
         base = torch.cuda.memory_allocated()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        base = _status_kb("VmRSS") * 1024
+        base = common.status_kb("VmRSS") * 1024
     step(model, embeds, labels, args.device, args.dtype)
     if cuda:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _status_kb("VmHWM") * 1024
+        peak = common.status_kb("VmHWM") * 1024
     print(json.dumps({"config": args.child, "base_bytes": base, "peak_bytes": peak, "step_peak_bytes": peak - base}))
 
 

@@ -5,6 +5,7 @@
 ``checks``     argument checks that name the field and the fix
 ``tokenizer``  prompt pieces, learned slots and the padding policy (:class:`PromptTokenizer`)
 ``text``       the hand-driven text tower and the per-pass context its prompt layers read
+``prefix``     exact prefix sharing under causal attention: the shared prompt prefix encoded once per pass
 ``vision``     where visual prompts enter the vision tower; which modules prompts of a given depth wrap
 ``layers``     the PEFT layer base and the text / vision prompt-layer bases
 ``config``     config bases: shared fields, CoOp-style context, deep prompts

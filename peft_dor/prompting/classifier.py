@@ -81,6 +81,8 @@ class PromptCLIP(nn.Module):
         self.text_chunk_size: int | None = None
         #: recompute text-tower activations in backward instead of storing them (for many classes)
         self.text_checkpointing = False
+        #: encode the prompt prefix every prompt of a pass shares once (exact; off only to compare or debug)
+        self.share_text_prefix = True
         self._prompt_tokenizer: PromptTokenizer | None = None
         self._method_ref = None
         self._frozen_text = FrozenTextCache()
@@ -169,7 +171,7 @@ class PromptCLIP(nn.Module):
         method = self.method
         if method is not None:
             method.prepare_text_context(context, self)
-        tower = TextTower(self.clip)
+        tower = TextTower(self.clip, share_prefix=self.share_text_prefix)
         chunk = self.text_chunk_size or len(names)
         pieces = []
         for start in range(0, len(names), chunk):

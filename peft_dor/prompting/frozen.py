@@ -77,7 +77,7 @@ class FrozenTextCache:
         step = batch_size or wrapper.text_chunk_size or max(len(names), 1)
         out_device = wrapper.device if device is None else torch.device(device)
         features = torch.empty(len(names), wrapper.clip.config.projection_dim, dtype=torch.float32, device=out_device)
-        tower = TextTower(wrapper.clip)
+        tower = TextTower(wrapper.clip, share_prefix=wrapper.share_text_prefix)
         bar = None
         if progress:
             from tqdm.auto import tqdm

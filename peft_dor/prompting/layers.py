@@ -124,6 +124,18 @@ class TextContextLayer(PromptLayer):
         adapter = self.active_prompt_adapter()
         return None if adapter is None else self.prompt_layout[adapter]
 
+    def context_shared_across_prompts(self) -> bool:
+        """Whether every prompt of a pass gets the same context vectors (per image, for image-conditioned context).
+
+        True for a unified context; False for class-specific context and, to be safe, for any subclass that overrides
+        :meth:`context_vectors` without overriding this. Prefix sharing (``peft_dor.prompting.prefix``) relies on it.
+        """
+        adapter = self.active_prompt_adapter()
+        if adapter is None:
+            return True  # the layer is CLIP's embeddings: token ids only
+        unchanged = type(self).context_vectors is TextContextLayer.context_vectors
+        return unchanged and self.ctx[adapter].dim() == 2
+
     def context_vectors(self, adapter_name: str, context: TextPromptContext) -> torch.Tensor:
         """The context of every prompt, ``(R, P, n_ctx, D)``; ``R`` > 1 when prompts are conditioned on images."""
         ctx = self.ctx[adapter_name]
@@ -174,15 +186,36 @@ class DeepTextPromptLayer(PromptLayer):
         """Vectors for the slots, ``(n, D)`` shared or ``(n_rows, n, D)`` per prompt."""
         return self.prompts[adapter_name]
 
-    def forward(self, hidden_states, attention_mask, prompt_context=None, **kwargs):
+    def slot_vectors(
+        self, context: TextPromptContext | None, n_rows: int
+    ) -> tuple[torch.LongTensor, torch.Tensor] | None:
+        """What this layer writes at its input for the pass ``context`` of ``n_rows`` sequences, or ``None`` when it
+        behaves like the wrapped layer.
+
+        Returns:
+            ``(slot_index, vectors)``: the ``(P, n)`` positions of each prompt it overwrites and the vectors,
+            ``(n, D)`` when every prompt gets the same ones or ``(n_rows, n, D)`` per prompt (TCP's class tokens).
+            Prefix sharing (``peft_dor.prompting.prefix``) reads the shape to know whether the vectors are shared.
+        """
         adapter = self.active_prompt_adapter()
-        if adapter is None or prompt_context is None or prompt_context.prompts.slot_index is None:
-            return self.base_layer(hidden_states, attention_mask, **kwargs)
-        vectors = self.prompt_vectors(adapter, prompt_context, hidden_states.shape[0])
-        n_tokens = vectors.shape[-2]
-        slots = prompt_context.prompts.slot_index[:, :n_tokens].to(hidden_states.device)
-        slots = slots.repeat(hidden_states.shape[0] // slots.shape[0], 1)
-        hidden_states = replace_slots(hidden_states, slots, vectors)
+        if adapter is None or context is None or context.prompts.slot_index is None:
+            return None
+        vectors = self.prompt_vectors(adapter, context, n_rows)
+        return context.prompts.slot_index[:, : vectors.shape[-2]], vectors
+
+    def overwrite_slots(
+        self, hidden: torch.Tensor, slot_index: torch.LongTensor, vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """``hidden`` with ``slot_index``'s positions set to ``vectors`` (out of place); the ``(P, n)`` positions are
+        repeated when each prompt runs once per image (``hidden`` has ``R * P`` rows)."""
+        slots = slot_index.to(hidden.device)
+        slots = slots.repeat(hidden.shape[0] // slots.shape[0], 1)
+        return replace_slots(hidden, slots, vectors)
+
+    def forward(self, hidden_states, attention_mask, prompt_context=None, **kwargs):
+        written = self.slot_vectors(prompt_context, hidden_states.shape[0])
+        if written is not None:
+            hidden_states = self.overwrite_slots(hidden_states, *written)
         return self.base_layer(hidden_states, attention_mask, **kwargs)
 
 

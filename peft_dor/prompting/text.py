@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .backbone import text_rules
+from .prefix import run_with_shared_prefix, shared_prefix_length
 from .tokenizer import TokenizedPrompts
 
 
@@ -86,12 +87,19 @@ class TextTower:
     """Runs CLIP's text tower by hand so prompt layers receive their :class:`TextPromptContext`.
 
     Only orchestration lives here: the token embedding, encoder layers, final LayerNorm and projection are CLIP's
-    own modules (or the prompt layers PEFT put in their place).
+    own modules (or the prompt layers PEFT put in their place). With causal attention (the backbone's
+    :class:`~peft_dor.prompting.backbone.TextRules`) and ``share_prefix``, the positions every prompt of the pass
+    shares run once per pass (``peft_dor.prompting.prefix``); the result is the same.
+
+    Args:
+        clip: the ``CLIPModel``.
+        share_prefix: encode the shared prompt prefix once where that is exact (``PromptCLIP.share_text_prefix``).
     """
 
-    def __init__(self, clip: nn.Module):
+    def __init__(self, clip: nn.Module, share_prefix: bool = True):
         self.clip = clip
         self.rules = text_rules(clip)
+        self.share_prefix = share_prefix
 
     def __call__(self, context: TextPromptContext, checkpointing: bool = False) -> torch.Tensor:
         """Projected, un-normalised features ``(R * P, D)``; ``R > 1`` when a layer conditions prompts on images."""
@@ -104,15 +112,29 @@ class TextTower:
         else:
             hidden = embeddings(input_ids=input_ids)
         repeats = hidden.shape[0] // len(prompts)
+        eos_index = prompts.eos_index.repeat(repeats)
         mask = causal_mask(hidden.shape[1], hidden.dtype, hidden.device) if self.rules.causal else None
-        for layer in text.encoder.layers:
+        layers = list(text.encoder.layers)
+        shared = shared_prefix_length(prompts, embeddings) if self.share_prefix and self.rules.causal else 0
+        if shared:
+            hidden, done = run_with_shared_prefix(layers, hidden, shared, context, mask, checkpointing)
+            if done == len(layers):  # only the suffix rows are left: the EOS rows sit `shared` positions earlier
+                return self._pool_and_project(hidden, eos_index - shared)
+            layers = layers[done:]
+        for layer in layers:
             kwargs = {"prompt_context": context} if getattr(layer, "is_prompt_layer", False) else {}
             if checkpointing and torch.is_grad_enabled():
                 hidden = checkpoint(_call_layer, layer, hidden, mask, kwargs, use_reentrant=False)
             else:
                 hidden = layer(hidden, mask, **kwargs)
-        hidden = text.final_layer_norm(hidden)
-        pooled = pool_eos(hidden, prompts.eos_index.repeat(repeats))
+        return self._pool_and_project(hidden, eos_index)
+
+    def _pool_and_project(self, hidden: torch.Tensor, eos_index: torch.LongTensor) -> torch.Tensor:
+        """The text features from the last layer's hidden states: final LayerNorm, pooled row, projection.
+
+        Both paths end here (the full rows, or the suffix rows of a shared-prefix pass with ``eos_index`` shifted)."""
+        hidden = self.clip.text_model.final_layer_norm(hidden)
+        pooled = pool_eos(hidden, eos_index)
         return self.clip.text_projection(pooled)
 
 

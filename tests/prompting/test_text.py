@@ -92,8 +92,11 @@ def test_hand_driven_tower_equals_transformers_and_padding_to_longest_is_exact(t
     texts = [f"a photo of a {n}." for n in NAMES]
     reference = _hf_text_features(tiny_clip, tokenizer, texts, padding="max_length", max_length=77)
     prompts = prompt_tokenizer.template_prompts(NAMES, "a photo of a {}.")
-    ours = TextTower(tiny_clip)(TextPromptContext(prompts))
+    ours = TextTower(tiny_clip, share_prefix=False)(TextPromptContext(prompts))
     torch.testing.assert_close(ours, reference, atol=1e-6, rtol=0)
+    # the shared "[SOS] a photo of a" prefix, encoded once, changes only float32 rounding
+    shared = TextTower(tiny_clip)(TextPromptContext(prompts))
+    torch.testing.assert_close(shared, reference, atol=1e-5, rtol=0)
     # and transformers itself agrees when it pads to the longest prompt only
     longest = _hf_text_features(tiny_clip, tokenizer, texts, padding="longest")
     torch.testing.assert_close(longest, reference, atol=1e-6, rtol=0)

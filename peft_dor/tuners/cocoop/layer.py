@@ -34,6 +34,10 @@ class CoCoOpContextLayer(TextContextLayer):
         hidden = torch.relu(self.cocoop_meta_net_linear1[adapter_name](image_features))
         return self.cocoop_meta_net_linear2[adapter_name](hidden)
 
+    def context_shared_across_prompts(self) -> bool:
+        # ctx + π(x) differs between images but is the same for every prompt of an image
+        return True
+
     def context_vectors(self, adapter_name: str, context: TextPromptContext) -> torch.Tensor:
         if context.image_features is None:
             raise ValueError(
