@@ -3,8 +3,8 @@
 Every frozen text target of the package comes from here, through :meth:`PromptCLIP.frozen_text_features`: the
 zero-shot class features (KgCoOp's and TCP's targets, ProGrad's teacher, VPT's classifier), TCP's class knowledge of
 any name, PromptSRC's template ensemble and DOR's outlier vocabulary. Prompts run through the base model with every
-prompt layer suspended, in batches of similar length (each batch is padded to its longest prompt, so length order does
-~2.7x less work than list order on WordNet, ``benchmarks/bench_vocabulary_cache.py``), and the cache key holds the
+prompt layer suspended, in batches of similar length (each batch is padded to its longest prompt, so length order runs
+~2.4x faster than list order on WordNet, ``benchmarks/bench_vocabulary_cache.py``), and the cache key holds the
 device and the autocast dtype (:func:`autocast_key`), so a bf16 pass never serves a float32 caller.
 
 Two caches, chosen by the caller:
