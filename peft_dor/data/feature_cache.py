@@ -251,7 +251,8 @@ def build_feature_cache(
     transform = copy.deepcopy(transform)  # set_epoch on a copy: the caller's transform keeps its epoch
     device = next(clip.vision_model.parameters()).device
     dtype = next(clip.vision_model.parameters()).dtype
-    width = clip.config.projection_dim
+    # the image feature's width: CLIP projects to projection_dim; SigLIP's vision head keeps the tower's width
+    width = getattr(clip.config, "projection_dim", None) or clip.config.vision_config.hidden_size
 
     def encode(batch: dict[str, list], indices: list[int]) -> dict[str, Any]:
         pixels = _pixel_views(transform, batch, image_column, num_views)  # (K, B, 3, H, W)

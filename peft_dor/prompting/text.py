@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .backbone import text_rules
+from .backbone import text_projection, text_rules
 from .tokenizer import TokenizedPrompts
 
 
@@ -82,6 +82,14 @@ def pool_eos(hidden: torch.Tensor, eos_index: torch.LongTensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_index.to(hidden.device)]
 
 
+def pool_text(hidden: torch.Tensor, prompts: TokenizedPrompts, pooling: str, repeats: int = 1) -> torch.Tensor:
+    """The pooled row of each prompt as the backbone's ``pooling`` rule says: ``"eos"`` (CLIP) or ``"last"`` (the
+    last position of the fixed-length sequence, SigLIP)."""
+    if pooling == "last":
+        return hidden[:, -1]
+    return pool_eos(hidden, prompts.eos_index.repeat(repeats))
+
+
 class TextTower:
     """Runs CLIP's text tower by hand so prompt layers receive their :class:`TextPromptContext`.
 
@@ -92,6 +100,7 @@ class TextTower:
     def __init__(self, clip: nn.Module):
         self.clip = clip
         self.rules = text_rules(clip)
+        self.projection = text_projection(clip)
 
     def __call__(self, context: TextPromptContext, checkpointing: bool = False) -> torch.Tensor:
         """Projected, un-normalised features ``(R * P, D)``; ``R > 1`` when a layer conditions prompts on images."""
@@ -112,8 +121,8 @@ class TextTower:
             else:
                 hidden = layer(hidden, mask, **kwargs)
         hidden = text.final_layer_norm(hidden)
-        pooled = pool_eos(hidden, prompts.eos_index.repeat(repeats))
-        return self.clip.text_projection(pooled)
+        pooled = pool_text(hidden, prompts, self.rules.pooling, repeats)
+        return self.projection(pooled)
 
 
 def _call_layer(layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, kwargs: dict) -> torch.Tensor:
