@@ -74,7 +74,6 @@ VARIANTS = frozenset({"tcp-layout", "vpt-shallow"})
 METHOD_CASES: dict[str, MethodCase] = {case.method: case for case in CASES if case.name not in VARIANTS}
 
 
-
 class BackboneCase(NamedTuple):
     """One backbone of the matrix: the session fixture holding its tiny model's folder, and how plain transformers
     tokenises the reference prompts for it (the way the backbone was pre-trained)."""

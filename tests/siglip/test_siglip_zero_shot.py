@@ -40,7 +40,8 @@ def coop_at_init(path: str):
 def test_siglip_rules_are_read_from_the_config(tiny_siglip_path):
     siglip = SiglipModel.from_pretrained(tiny_siglip_path)
     rules = text_rules(siglip)
-    assert (rules.causal, rules.pooling, rules.fixed_length, rules.projection) == (False, "last", 64, "text_model.head")
+    expected = (False, "last", 64, "text_model.head")
+    assert (rules.causal, rules.pooling, rules.fixed_length, rules.projection) == expected
     assert backbone(siglip).logit_bias == "logit_bias" and backbone(siglip).name == "SigLIP"
 
 

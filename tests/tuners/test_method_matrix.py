@@ -70,7 +70,9 @@ def zero_shot_logits(backbone, pixel_values: torch.Tensor, template: str) -> tor
     prompts, tokenised as the backbone was pre-trained."""
     case, path = backbone
     model, tokenizer = load_base(path), AutoTokenizer.from_pretrained(path)
-    batch = tokenizer([template.format(c) for c in CLASS_NAMES], return_tensors="pt", **case.reference_tokenizer_kwargs)
+    batch = tokenizer(
+        [template.format(c) for c in CLASS_NAMES], return_tensors="pt", **case.reference_tokenizer_kwargs
+    )
     return model(**batch, pixel_values=pixel_values).logits_per_image
 
 
