@@ -23,6 +23,7 @@ from .frozen import FrozenTextCache, autocast_key
 from .layers import PromptLayer, TextContextLayer
 from .text import TextPromptContext, TextTower
 from .tokenizer import PromptTokenizer
+from .vision import patches_pooled_only
 
 
 @dataclass
@@ -334,7 +335,8 @@ class PromptCLIP(nn.Module):
                     "image features, (B, D))."
                 )
             self.check_pixel_values(pixel_values, argument)
-            image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
+            with patches_pooled_only(self.clip.vision_model, pixel_values, self.backbone.vision_pooling):
+                image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
         return F.normalize(image_embeds, dim=-1)
 
     @torch.no_grad()
