@@ -146,7 +146,14 @@ def build_model_card(
         data["base_model"] = base
     data.pop("pipeline_tag", None)
     tags = list(data.get("tags") or [])
-    wanted = [LIBRARY_TAG, method, backbone.name.lower(), "prompt-tuning", *(["dor", "calibration"] if dor else []), *extra_tags]
+    wanted = [
+        LIBRARY_TAG,
+        method,
+        backbone.name.lower(),
+        "prompt-tuning",
+        *(["dor", "calibration"] if dor else []),
+        *extra_tags,
+    ]
     if base:
         wanted.append(f"base_model:adapter:{base}")
     tags += [t for t in wanted if t not in tags]
@@ -200,7 +207,9 @@ def _card_body(
 
     display = method_spec(config).display_name
     name, variable = backbone.name, backbone.name.lower()  # "CLIP" / "SigLIP"
-    title = f"# {display}{' + DOR' if dor else ''} prompts for {name}" + (f" on {dataset_name}" if dataset_name else "")
+    title = f"# {display}{' + DOR' if dor else ''} prompts for {name}" + (
+        f" on {dataset_name}" if dataset_name else ""
+    )
     n_params = _n_adapter_parameters(model)
     lines = [
         title,
