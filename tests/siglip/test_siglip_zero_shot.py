@@ -91,3 +91,12 @@ def test_disable_adapter_gives_the_base_model_and_save_reload_is_bit_identical(
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixel_values=pixel_values).logits, prompted, atol=0, rtol=0)
     assert type(reloaded.unload()) is SiglipModel
+
+
+def test_siglip2_is_refused_naming_the_supported_backbones():
+    from transformers import Siglip2Config, Siglip2Model
+
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4}
+    siglip2 = Siglip2Model(Siglip2Config(text_config=dict(tower, vocab_size=100), vision_config=tower))
+    with pytest.raises(TypeError, match=r"model_type='siglip2'.*CLIPModel.*SiglipModel"):
+        get_peft_model(siglip2, CoOpConfig(class_names=CLASS_NAMES, tokenizer_name_or_path="unused"))
