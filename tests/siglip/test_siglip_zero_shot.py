@@ -68,6 +68,10 @@ def test_prompts_are_padded_to_the_fixed_length_without_bos(tiny_siglip_path):
     prompts = wrapper.tokenize(CLASS_NAMES)
     expected = tokenizer([TEMPLATE.format(name) for name in CLASS_NAMES], padding="max_length")["input_ids"]
     assert prompts.input_ids.tolist() == expected
+    # piece by piece equals the joined text for names of several pieces too ("_" is a space)
+    odd = ["sea_lion", "zebra", "Red Fox"]
+    joined = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in odd], padding="max_length")["input_ids"]
+    assert wrapper.tokenize(odd).input_ids.tolist() == joined
     assert prompts.slot_index[0].tolist() == [0, 1, 2, 3]  # no BOS: the context starts at position 0
     assert prompts.select_rows(torch.tensor([1, 0])).input_ids.shape == (2, 64)
     frozen = wrapper.frozen_text_features(CLASS_NAMES[::-1], TEMPLATE, cache=None)
@@ -100,3 +104,18 @@ def test_siglip2_is_refused_naming_the_supported_backbones():
     siglip2 = Siglip2Model(Siglip2Config(text_config=dict(tower, vocab_size=100), vision_config=tower))
     with pytest.raises(TypeError, match=r"model_type='siglip2'.*CLIPModel.*SiglipModel"):
         get_peft_model(siglip2, CoOpConfig(class_names=CLASS_NAMES, tokenizer_name_or_path="unused"))
+
+
+def test_dor_outlier_features_are_plain_siglip_text_features(tiny_siglip_path):
+    from peft_dor.dor.outliers import encode_zero_shot
+
+    model = coop_at_init(tiny_siglip_path)
+    terms = ["lamp", "chair", "sea lion", "zebra", "kite"]  # one-piece words and words spelled out by letters
+    features, kept = encode_zero_shot(model.get_base_model(), terms, TEMPLATE, batch_size=2, progress=False)
+    assert kept.all()
+    siglip = SiglipModel.from_pretrained(tiny_siglip_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_siglip_path)
+    batch = tokenizer([TEMPLATE.format(term) for term in terms], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        expected = F.normalize(siglip.get_text_features(input_ids=batch["input_ids"]).pooler_output, dim=-1)
+    torch.testing.assert_close(features, expected, atol=1e-6, rtol=0)
