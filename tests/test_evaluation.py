@@ -17,9 +17,10 @@ from peft_dor.evaluation import (
     evaluate_split,
     harmonic_mean,
 )
+from tests.helpers import pixel_rows
 
 
-def test_harmonic_mean_reproduces_published_rows():
+def test_harmonic_mean_reproduces_publishedpixel_rows():
     # published base-to-new averages: CoOp 82.69 / 63.22 -> 71.66, PromptSRC 84.26 / 76.10 -> 79.97
     assert round(harmonic_mean(82.69, 63.22), 2) == 71.66
     assert round(harmonic_mean(84.26, 76.10), 2) == 79.97
@@ -44,10 +45,6 @@ def coop(tiny_clip, class_names):
     return get_peft_model(tiny_clip, peft_dor.CoOpConfig(class_names=class_names[:3], n_ctx=2)).eval()
 
 
-def _rows(pixel_values: torch.Tensor, labels: list[int]) -> list[dict]:
-    return [{"pixel_values": p, "labels": y} for p, y in zip(pixel_values, labels, strict=True)]
-
-
 def _reference(model, pixels, labels, names):
     model.set_class_names(names)
     with torch.no_grad():
@@ -62,7 +59,7 @@ def test_evaluate_split_against_hand_computation(coop, pixel_values, class_names
     labels = [0, 1, 2, 1]
     logits, accuracy, conf, correct = _reference(coop, pixel_values, labels, class_names[:3])
     # one bin: ECE = |accuracy - mean confidence|
-    result = evaluate_split(coop, _rows(pixel_values, labels), class_names[:3], n_bins=1, batch_size=3)
+    result = evaluate_split(coop, pixel_rows(pixel_values, labels), class_names[:3], n_bins=1, batch_size=3)
     np.testing.assert_allclose(result.logits, logits, rtol=1e-5, atol=1e-5)
     assert result.metrics["accuracy"] == pytest.approx(accuracy)
     assert result.metrics["ece"] == pytest.approx(abs(accuracy - conf.mean()), abs=1e-6)
@@ -71,8 +68,8 @@ def test_evaluate_split_against_hand_computation(coop, pixel_values, class_names
 
 def test_base_to_new_uses_each_side_only_and_restores_the_base_classes(coop, pixel_values, class_names):
     base_names, new_names = class_names[:3], class_names[3:]
-    base = _rows(pixel_values, [0, 1, 2, 0])
-    new = _rows(pixel_values, [1, 0, 1, 0])
+    base = pixel_rows(pixel_values, [0, 1, 2, 0])
+    new = pixel_rows(pixel_values, [1, 0, 1, 0])
     _, new_accuracy, _, _ = _reference(coop, pixel_values, [1, 0, 1, 0], new_names)
     coop.set_class_names(base_names)
     result = evaluate_base_to_new(coop, base, new, base_names, new_names, n_bins=10)
@@ -87,10 +84,10 @@ def test_base_to_new_uses_each_side_only_and_restores_the_base_classes(coop, pix
 
 
 def test_domain_generalization_scores_each_target_over_its_classes(coop, pixel_values, class_names):
-    source = (_rows(pixel_values, [0, 1, 2, 0]), class_names[:3])
+    source = (pixel_rows(pixel_values, [0, 1, 2, 0]), class_names[:3])
     targets = {
-        "t1": (_rows(pixel_values, [0, 1, 0, 1]), class_names[1:3]),
-        "t2": (_rows(pixel_values[:2], [0, 0]), class_names[3:]),
+        "t1": (pixel_rows(pixel_values, [0, 1, 0, 1]), class_names[1:3]),
+        "t2": (pixel_rows(pixel_values[:2], [0, 0]), class_names[3:]),
     }
     result = evaluate_domain_generalization(coop, source, targets, n_bins=5)
     assert result.targets["t1"].logits.shape == (4, 2) and result.targets["t2"].logits.shape == (2, 2)

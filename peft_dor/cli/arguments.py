@@ -338,6 +338,13 @@ def _at_least(value: Any, bound: float, flag: str, fix: str, strict: bool = Fals
         raise UsageError(f"--{flag} {value}: must be {relation} {bound:g}; {fix}.")
 
 
+def _shipped_value_hint(method: str, flag: str) -> str:
+    """``"the shipped --config coop uses 0.002"``: the fix a range error suggests, read from the method's config."""
+    path = CONFIG_DIR / f"{str(method).lower().removeprefix('dor_')}.yaml"
+    value = load_yaml(path).get(flag) if path.is_file() else None
+    return f"the shipped --config {path.stem} uses {value}" if value is not None else "use a positive value"
+
+
 def check_values(command: TrainCommand) -> None:
     """Range checks of the numeric flags (types and choices are argparse's)."""
     data, dor, run, training = command.data, command.dor, command.run, command.training
@@ -349,7 +356,9 @@ def check_values(command: TrainCommand) -> None:
     _at_least(run.global_batch_size, 1, "global_batch_size", "the protocol uses 32")
     _at_least(run.ece_bins, 1, "ece_bins", "the published tables use 10")
     _at_least(training.num_train_epochs, 0, "num_train_epochs", "the protocol trains 5 to 200 epochs", strict=True)
-    _at_least(training.learning_rate, 0, "learning_rate", "the protocol uses 0.002 for CoOp", strict=True)
+    _at_least(
+        training.learning_rate, 0, "learning_rate", _shipped_value_hint(run.method, "learning_rate"), strict=True
+    )
     _at_least(training.per_device_train_batch_size, 1, "per_device_train_batch_size", "or set --global_batch_size")
     if "{}" not in (dor.dor_template or ""):
         raise UsageError(f"--dor_template {dor.dor_template!r}: needs one '{{}}' where the outlier word goes.")

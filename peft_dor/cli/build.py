@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import parse_method_config
 from .errors import UsageError, usage_errors
-from .output import logger
 
 if TYPE_CHECKING:
     from .options import TrainCommand
@@ -31,18 +30,18 @@ def dor_config(dor_args, demo_vocabulary: list[str] | None, processor):
             f"--dor_vocabulary {vocabulary}: no such file; give 'wordnet', a text file with one term per line, or "
             "comma-separated terms."
         )
+    if isinstance(vocabulary, list) and (dor_args.dor_pool_size or 0) > len(vocabulary):
+        raise UsageError(
+            f"--dor_pool_size {dor_args.dor_pool_size}: the vocabulary has only {len(vocabulary)} terms; give at most "
+            "that many, or leave --dor_pool_size unset to use all of them."
+        )
     if dor_args.dor_side == "image" and not dor_args.dor_outlier_images:
         raise UsageError("--dor_side image needs --dor_outlier_images (an image folder or Hub dataset id).")
     outlier_images = outlier_image_dataset(dor_args, processor) if dor_args.dor_outlier_images else None
-    pool_size = dor_args.dor_pool_size
-    if isinstance(vocabulary, list) and pool_size > len(vocabulary):
-        # a short custom vocabulary (--dor_vocabulary a,b,c) uses all of it rather than failing on the default 5000
-        logger.info("DOR: pool_size %d > %d vocabulary terms; using the whole vocabulary.", pool_size, len(vocabulary))
-        pool_size = len(vocabulary)
     with usage_errors("DOR"):
         return DORConfig(
             weight=dor_args.dor_weight,
-            pool_size=pool_size,
+            pool_size=dor_args.dor_pool_size,
             num_outliers=dor_args.dor_num_outliers,
             selection=dor_args.dor_selection,
             resample=dor_args.dor_resample,
@@ -56,14 +55,16 @@ def dor_config(dor_args, demo_vocabulary: list[str] | None, processor):
 
 def outlier_image_dataset(dor_args, processor):
     from ..data import CLIPImageTransform, load_benchmark, with_clip_transform
+    from ..dor.config import DEFAULT_POOL_SIZE
 
     source = dor_args.dor_outlier_images
     local = os.path.isdir(os.path.expanduser(source))
     with usage_errors(f"--dor_outlier_images {source}"):
         splits = load_benchmark(data_dir=source) if local else load_benchmark(dataset_name=source)
     images = splits["train"]
-    if len(images) > dor_args.dor_pool_size:
-        images = images.shuffle(seed=0).select(range(dor_args.dor_pool_size))
+    limit = dor_args.dor_pool_size or DEFAULT_POOL_SIZE
+    if len(images) > limit:
+        images = images.shuffle(seed=0).select(range(limit))
     return with_clip_transform(images, CLIPImageTransform(processor, train=False))
 
 

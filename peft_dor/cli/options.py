@@ -119,7 +119,13 @@ class DORArguments:
     dor_weight: float | None = field(
         default=None, metadata={"help": f"λ; default: the method's ({_per_method_default('default_dor_weight')})."}
     )
-    dor_pool_size: int = field(default=5000, metadata={"help": "Outlier pool size K (near-OOD top-K)."})
+    dor_pool_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Outlier pool size K (near-OOD top-K); default: every vocabulary term up to 5000 (the paper's K). "
+            "A K larger than the vocabulary is refused."
+        },
+    )
     dor_num_outliers: int | None = field(
         default=None, metadata={"help": "Outliers per step; default: the number of training classes."}
     )

@@ -70,9 +70,9 @@ def check_wordnet(dor_args) -> None:
     """DOR's default vocabulary is WordNet: say how to install it before anything else runs."""
     if not dor_args.dor or dor_args.dor_vocabulary != "wordnet" or dor_args.dor_side == "image":
         return
-    from ..dor.vocabulary import _nltk_wordnet_path, find_wordnet_dir
+    from ..dor.vocabulary import wordnet_available
 
-    if _nltk_wordnet_path() is None and find_wordnet_dir() is None:
+    if not wordnet_available():
         raise UsageError(
             "--dor_vocabulary wordnet: WordNet 3.0 is not installed; run `apt-get install wordnet-base` (Debian/Ubuntu) "
             "or, online, `python -m nltk.downloader wordnet`; or give --dor_vocabulary FILE, or --no_dor "

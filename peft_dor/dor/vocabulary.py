@@ -143,6 +143,12 @@ def vocabulary_hash(terms: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------- nltk
+def wordnet_available(search_dirs: Sequence[str | os.PathLike] | None = None) -> bool:
+    """Whether :func:`wordnet_nouns` can find WordNet: nltk's corpus (``nltk.download('wordnet')``) or the Debian
+    files (``apt-get install wordnet-base wordnet-sense-index``), without reading either."""
+    return _nltk_wordnet_path() is not None or find_wordnet_dir(search_dirs) is not None
+
+
 def _nltk_wordnet_path() -> Path | None:
     """Where nltk's own ``wordnet`` corpus is (``nltk.download('wordnet')``: a folder or a zip), else ``None``."""
     import nltk

@@ -102,8 +102,6 @@ def train_args(image_folder, model_path, output_dir, *extra):
         "4",
         "--dor_vocabulary",
         VOCABULARY,
-        "--dor_pool_size",
-        "4",
         "--output_dir",
         output_dir,
         "--disable_tqdm",

@@ -24,8 +24,9 @@ def assert_one_line_error(code, err, *needles):
     ("extra", "needles"),
     [
         (["--shots", "-1"], ["--shots -1", "0 for all"]),
-        (["--learning_rate", "0"], ["--learning_rate", "> 0"]),
+        (["--learning_rate", "0"], ["--learning_rate", "> 0", "the shipped --config coop uses 0.002"]),
         (["--dor_pool_size", "0"], ["--dor_pool_size"]),
+        (["--dor_pool_size", "7"], ["--dor_pool_size 7", "only 6 terms", "unset"]),  # VOCABULARY has 6
         (["--ece_bins", "0"], ["--ece_bins"]),
         (["--shots", "many"], ["--shots", "invalid int value"]),
         (["--task", "zero_shot"], ["--task", "invalid choice", "base_to_new"]),

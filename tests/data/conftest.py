@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+from ..helpers import png_dataset
 
 
 def tiny_images_dataset(n_per_class: list[int], names: list[str] | None = None, size: int = 4, seed: int = 0):
-    """An in-memory ``datasets.Dataset`` with distinct tiny PNG images (``n_per_class[c]`` rows of class ``c``)."""
-    from datasets import ClassLabel, Dataset, Features, Image
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
+    """``n_per_class[c]`` distinct tiny PNG images of class ``c``, in class order (``tests.helpers.png_dataset``)."""
+    labels = [label for label, n in enumerate(n_per_class) for _ in range(n)]
     names = names or [f"class_{c}" for c in range(len(n_per_class))]
-    images, labels = [], []
-    for label, n in enumerate(n_per_class):
-        for _ in range(n):
-            images.append(PILImage.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)))
-            labels.append(label)
-    features = Features({"image": Image(), "label": ClassLabel(names=names)})
-    return Dataset.from_dict({"image": images, "label": labels}, features=features)
+    return png_dataset(labels, names, shape=(size, size), seed=seed)
 
 
 @pytest.fixture(scope="module")

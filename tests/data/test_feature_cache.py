@@ -19,15 +19,11 @@ from peft_dor.data.feature_cache import (
     feature_cache_key,
 )
 
+from ..helpers import png_dataset
+
 
 def image_dataset(names, n: int = 6, seed: int = 0):
-    from datasets import ClassLabel, Dataset, Features, Image
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
-    images = [PILImage.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(n)]
-    features = Features({"image": Image(), "label": ClassLabel(names=names)})
-    return Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(n)]}, features=features)
+    return png_dataset([i % len(names) for i in range(n)], names, shape=(40, 48), seed=seed)
 
 
 @pytest.fixture

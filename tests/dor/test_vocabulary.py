@@ -77,3 +77,10 @@ def test_custom_vocabulary_errors(tmp_path):
 def test_term_key_is_case_and_separator_insensitive():
     assert term_key("Golden_Retriever") == term_key("golden-retriever") == term_key(" golden  retriever ")
     assert term_key("golden retriever") != term_key("goldenretriever")
+
+
+def test_wordnet_available_follows_both_sources(monkeypatch):
+    assert vocab.wordnet_available()  # CI installs the Debian files
+    monkeypatch.setattr(vocab, "_nltk_wordnet_path", lambda: None)
+    monkeypatch.setattr(vocab, "find_wordnet_dir", lambda *a, **k: None)
+    assert not vocab.wordnet_available()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..helpers import tiny_training_args
+from ..helpers import learnable_pixel_rows, tiny_training_args
 from ..method_cases import CLASS_NAMES, METHOD_CASES, VOCABULARY
 
 __all__ = ["CLASS_NAMES", "METHOD_CASES", "VOCABULARY"]  # re-exported for the reliability tests
@@ -30,16 +30,8 @@ def build_model(key: str, model_path: str, seed: int = 0, **overrides):
 
 
 def image_rows(n: int, seed: int = 0, n_classes: int = len(CLASS_NAMES)) -> list[dict]:
-    """``n`` training rows ``{"pixel_values": (3, 32, 32), "labels": int}``: class ``c`` is noise around a per-class
-    mean, so a few steps make progress. Trainer's default collator stacks them."""
-    generator = torch.Generator().manual_seed(seed)
-    means = torch.randn(n_classes, 3, 1, 1, generator=generator)
-    rows = []
-    for i in range(n):
-        label = i % n_classes
-        pixels = means[label] + 0.5 * torch.randn(3, 32, 32, generator=generator)
-        rows.append({"pixel_values": pixels, "labels": label})
-    return rows
+    """``n`` learnable training rows ``(3, 32, 32)`` over the case classes (``tests.helpers.learnable_pixel_rows``)."""
+    return learnable_pixel_rows(n, n_classes, seed=seed)
 
 
 def outlier_images(n: int = 6, seed: int = 7) -> torch.Tensor:
