@@ -103,7 +103,9 @@ def check_image_features_cacheable(model: torch.nn.Module) -> None:
 def vision_fingerprint(clip: torch.nn.Module) -> str:
     """A hash of the vision tower's weights (and their dtypes): equal for the same base model, wherever it was loaded."""
     hasher = hashlib.blake2b(digest_size=16)
-    for prefix in ("vision_model", "visual_projection"):
+    for prefix in ("vision_model", "visual_projection"):  # SigLIP has no visual_projection (its head is in the tower)
+        if not hasattr(clip, prefix):
+            continue
         state = getattr(clip, prefix).state_dict()
         for name in sorted(state):
             tensor = state[name].detach().cpu().contiguous()
