@@ -130,7 +130,9 @@ class PromptCLIP(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(source)
             context_length = self.clip.config.text_config.max_position_embeddings
             rules = text_rules(self.clip)
-            self._prompt_tokenizer = PromptTokenizer(tokenizer, context_length, fixed_length=rules.fixed_length)
+            self._prompt_tokenizer = PromptTokenizer(
+                tokenizer, context_length, fixed_length=rules.fixed_length, backbone_name=self.backbone.name
+            )
         return self._prompt_tokenizer
 
     @property

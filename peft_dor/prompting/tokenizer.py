@@ -110,10 +110,12 @@ class PromptTokenizer:
         context_length: the text tower's ``max_position_embeddings`` (77 for OpenAI CLIP, 64 for SigLIP).
         fixed_length: pad every prompt to this many tokens with the pad id (the backbone's
             :class:`~peft_dor.prompting.backbone.TextRules`); None pads to the longest prompt of the batch.
+        backbone_name: the backbone's display name, for error messages.
     """
 
-    def __init__(self, tokenizer, context_length: int, fixed_length: int | None = None):
+    def __init__(self, tokenizer, context_length: int, fixed_length: int | None = None, backbone_name: str = "CLIP"):
         self.tokenizer = tokenizer
+        self.backbone_name = backbone_name
         self.context_length = context_length
         self.fixed_length = fixed_length
         self.bos_id = tokenizer.bos_token_id
@@ -156,9 +158,9 @@ class PromptTokenizer:
         if self.eos_id in ids or (self.bos_id is not None and self.bos_id in ids):
             specials = [t for t in (self.tokenizer.bos_token, self.tokenizer.eos_token) if t is not None]
             raise ValueError(
-                f"{text!r} contains the text of the tokenizer's special tokens ({' or '.join(map(repr, specials))}), "
-                "which the tokenizer would turn into real start/end tokens inside the prompt. Remove them from the "
-                "class name or template."
+                f"{text!r} contains the text of {self.backbone_name}'s special tokens "
+                f"({' or '.join(map(repr, specials))}), which the tokenizer would turn into real start/end tokens "
+                "inside the prompt. Remove them from the class name or template."
             )
 
     def _check_length(self, n_tokens: int, text: str, hint: str) -> None:
