@@ -65,14 +65,13 @@ def perturb(model, seed: int = 1) -> None:
 
 
 @torch.no_grad()
-def zero_shot_logits(backbone, pixel_values: torch.Tensor, template: str) -> torch.Tensor:
+def zero_shot_logits(path: str, pixel_values: torch.Tensor, template: str, tokenizer_kwargs=None) -> torch.Tensor:
     """The independent reference: plain transformers' model forward (CLIPModel, SiglipModel) on the hand-crafted
-    prompts, tokenised as the backbone was pre-trained."""
-    case, path = backbone
+    prompts, tokenised with ``tokenizer_kwargs`` (a backbone case's: as the backbone was pre-trained; CLIP's
+    ``padding=True`` by default)."""
     model, tokenizer = load_base(path), AutoTokenizer.from_pretrained(path)
-    batch = tokenizer(
-        [template.format(c) for c in CLASS_NAMES], return_tensors="pt", **case.reference_tokenizer_kwargs
-    )
+    kwargs = {"padding": True} if tokenizer_kwargs is None else tokenizer_kwargs
+    batch = tokenizer([template.format(c) for c in CLASS_NAMES], return_tensors="pt", **kwargs)
     return model(**batch, pixel_values=pixel_values).logits_per_image
 
 
@@ -124,7 +123,8 @@ def test_disable_adapter_gives_zero_shot_clip(case, backbone, pixel_values):
     model = build(case, tiny_path)
     perturb(model)
     model.eval()
-    expected = zero_shot_logits(backbone, pixel_values, model.peft_config["default"].template)
+    template = model.peft_config["default"].template
+    expected = zero_shot_logits(tiny_path, pixel_values, template, backbone[0].reference_tokenizer_kwargs)
     with torch.no_grad(), model.disable_adapter():
         torch.testing.assert_close(model(pixel_values=pixel_values).logits, expected, atol=1e-5, rtol=0)
     with torch.no_grad():  # and the prompts are back after the block
