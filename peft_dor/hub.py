@@ -136,6 +136,7 @@ def build_model_card(
 
     config = _adapter_config(model, adapter_name)
     method = method_name(config)
+    backbone = _backbone(model)
     card = ModelCard.load(existing_card) if existing_card and os.path.exists(existing_card) else None
     data = card.data.to_dict() if card is not None else {}
     data["library_name"] = "peft"
@@ -145,7 +146,14 @@ def build_model_card(
         data["base_model"] = base
     data.pop("pipeline_tag", None)
     tags = list(data.get("tags") or [])
-    wanted = [LIBRARY_TAG, method, "clip", "prompt-tuning", *(["dor", "calibration"] if dor else []), *extra_tags]
+    wanted = [
+        LIBRARY_TAG,
+        method,
+        backbone.name.lower(),
+        "prompt-tuning",
+        *(["dor", "calibration"] if dor else []),
+        *extra_tags,
+    ]
     if base:
         wanted.append(f"base_model:adapter:{base}")
     tags += [t for t in wanted if t not in tags]
@@ -170,45 +178,58 @@ def build_model_card(
                             metric_name=f"{side} {name}",
                         )
                     )
-    model_name = (repo_id or f"{method}-{dataset_name or 'clip'}").split("/")[-1]
+    model_name = (repo_id or f"{method}-{dataset_name or backbone.name.lower()}").split("/")[-1]
     card_data = ModelCardData(eval_results=eval_results or None, model_name=model_name if eval_results else None)
     for key, value in data.items():
         if key not in ("model-index", "eval_results", "model_name"):
             card_data[key] = value
 
-    body = _card_body(model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, card, training)
+    body = _card_body(
+        model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, card, training, backbone
+    )
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
+def _backbone(model):
+    """The backbone record (``peft_dor.prompting.backbone``) of the model the adapter sits on; CLIP if unknown."""
+    from .prompting.backbone import CLIP
+
+    wrapper = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(wrapper, "backbone", CLIP)
+
+
 def _card_body(
-    model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, peft_card, training
+    model, config, method, repo_id, base, recorded_base, results, dor, dataset_name, peft_card, training, backbone
 ) -> str:
     from peft import __version__ as peft_version
 
     import peft_dor
 
     display = method_spec(config).display_name
-    title = f"# {display}{' + DOR' if dor else ''} prompts for CLIP" + (f" on {dataset_name}" if dataset_name else "")
+    name, variable = backbone.name, backbone.name.lower()  # "CLIP" / "SigLIP"
+    title = f"# {display}{' + DOR' if dor else ''} prompts for {name}" + (
+        f" on {dataset_name}" if dataset_name else ""
+    )
     n_params = _n_adapter_parameters(model)
     lines = [
         title,
         "",
         f"A [peft-dor](https://github.com/peft-dor/peft-dor) adapter: **{display}** prompt tuning of "
-        f"`{base or recorded_base or 'a CLIP model'}`, stored as a PEFT adapter"
+        f"`{base or recorded_base or f'a {name} model'}`, stored as a PEFT adapter"
         + (" and trained with Dynamic Outlier Regularization (DOR) for calibration" if dor else "")
         + ". It holds only the learned prompts"
         + (f" ({n_params:,} values)" if n_params else "")
-        + "; the CLIP weights are loaded from the base model.",
+        + f"; the {name} weights are loaded from the base model.",
         "",
         "## Usage",
         "",
         "```python",
         "import peft_dor  # registers the peft-dor methods with PEFT: import it before loading",
         "from peft import PeftModel",
-        "from transformers import CLIPModel",
+        f"from transformers import {backbone.model_class}",
         "",
-        f'clip = CLIPModel.from_pretrained("{base or "<Hub id of the base CLIP>"}")',
-        f'model = PeftModel.from_pretrained(clip, "{repo_id or "path/to/adapter"}")',
+        f'{variable} = {backbone.model_class}.from_pretrained("{base or f"<Hub id of the base {name}>"}")',
+        f'model = PeftModel.from_pretrained({variable}, "{repo_id or "path/to/adapter"}")',
         "logits = model(pixel_values=pixel_values).logits  # (batch, n_classes) over the classes below",
         'model.set_class_names(["other", "classes"])        # same prompts, any other class list',
         "```",
@@ -216,8 +237,8 @@ def _card_body(
     ]
     if not base:
         lines += [
-            "The adapter was trained on a local CLIP folder without a recorded Hub id; load the same CLIP weights "
-            "(a different CLIP gives meaningless logits with these prompts).",
+            f"The adapter was trained on a local {name} folder without a recorded Hub id; load the same {name} "
+            f"weights (a different {name} gives meaningless logits with these prompts).",
             "",
         ]
     if training:

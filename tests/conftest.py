@@ -27,6 +27,16 @@ def tiny_clip_path(tmp_path_factory) -> str:
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_siglip_path(tmp_path_factory) -> str:
+    """Directory holding a tiny SiglipModel, SiglipTokenizer (SentencePiece, trained on the spot) and image
+    processor (seed 0)."""
+    pytest.importorskip("sentencepiece", reason="the tiny SigLIP's tokenizer needs `pip install sentencepiece`")
+    from peft_dor.testing import build_tiny_siglip
+
+    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"), seed=0)
+
+
 @pytest.fixture
 def tiny_clip(tiny_clip_path):
     """A fresh tiny CLIPModel in eval mode (float32)."""

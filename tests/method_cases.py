@@ -2,7 +2,8 @@
 reliability tests (``tests/reliability``) run each method's main case.
 
 A case is ``(name, config class, config kwargs)`` for the tiny CLIP of ``tests/conftest.py`` (2 text and 2 vision
-layers, width 32, projection 24, 32 px images), so every depth is at most 2. Imported by scripts that torchrun starts
+layers, width 32, projection 24, 32 px images), so every depth is at most 2. The same cases run on the tiny SigLIP
+(same depths and widths, 64 text positions): :data:`BACKBONE_CASES` is the matrix's backbone axis. Imported by scripts that torchrun starts
 with the repository on ``PYTHONPATH``, so it depends on nothing but the libraries (no pytest).
 """
 
@@ -71,3 +72,19 @@ CASES: list[MethodCase] = TEXT_CASES + VISION_CASES
 VARIANTS = frozenset({"tcp-layout", "vpt-shallow"})
 #: method key (``"coop"``) -> its main case, one per registered method
 METHOD_CASES: dict[str, MethodCase] = {case.method: case for case in CASES if case.name not in VARIANTS}
+
+
+class BackboneCase(NamedTuple):
+    """One backbone of the matrix: the session fixture holding its tiny model's folder, and how plain transformers
+    tokenises the reference prompts for it (the way the backbone was pre-trained)."""
+
+    name: str
+    path_fixture: str
+    reference_tokenizer_kwargs: dict
+
+
+BACKBONE_CASES: list[BackboneCase] = [
+    BackboneCase("clip", "tiny_clip_path", {"padding": True}),
+    # SigLIP: every text padded to the tower's 64 positions and no attention mask, as in its pre-training
+    BackboneCase("siglip", "tiny_siglip_path", {"padding": "max_length", "return_attention_mask": False}),
+]

@@ -76,15 +76,31 @@ def method_config(command: TrainCommand, class_names: list[str], template: str):
         return command.config_cls(class_names=class_names, template=template, **values)
 
 
+def load_base_model(name_or_path: str, revision: str | None = None, cache_dir: str | None = None):
+    """The base model at ``name_or_path`` as the transformers class its config names (``CLIPModel`` for
+    ``model_type="clip"``, ``SiglipModel`` for ``"siglip"``: ``peft_dor.prompting.backbone``).
+
+    Raises:
+        UsageError: naming ``--model_name_or_path`` when the backbone is not supported.
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    from ..prompting import backbone
+
+    config = AutoConfig.from_pretrained(name_or_path, revision=revision, cache_dir=cache_dir)
+    with usage_errors(f"--model_name_or_path {name_or_path}"):
+        record = backbone(config)
+    model_class = getattr(transformers, record.model_class)
+    return model_class.from_pretrained(name_or_path, config=config, revision=revision, cache_dir=cache_dir)
+
+
 def build_model(command: TrainCommand, config):
     from peft import get_peft_model
-    from transformers import CLIPModel
 
     model_args = command.model
-    clip = CLIPModel.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir
-    )
-    return get_peft_model(clip, config)
+    base = load_base_model(model_args.model_name_or_path, model_args.model_revision, model_args.cache_dir)
+    return get_peft_model(base, config)
 
 
 def vocabulary_record(dor, regularizer) -> dict[str, Any] | None:

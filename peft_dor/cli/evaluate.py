@@ -131,14 +131,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
     from peft import PeftModel
-    from transformers import CLIPModel
 
     from ..data import CLIPImageTransform, load_image_processor, with_clip_transform
     from ..evaluation import evaluate_split
+    from .build import load_base_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     with usage_errors(f"--adapter {args.adapter}"):
-        model = PeftModel.from_pretrained(CLIPModel.from_pretrained(base), os.path.expanduser(args.adapter))
+        model = PeftModel.from_pretrained(load_base_model(base), os.path.expanduser(args.adapter))
     model = model.to(device).eval()
     if args.max_eval_samples is not None and len(test) > args.max_eval_samples:
         test = test.shuffle(seed=0).select(range(args.max_eval_samples))

@@ -19,8 +19,10 @@ def check_model_source(name: str, revision: str | None = None, cache_dir: str | 
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise UsageError(
                 f"--model_name_or_path {name}: the folder has no config.json; give a folder written by "
-                "CLIPModel.save_pretrained, or a Hub id such as openai/clip-vit-base-patch16."
+                "CLIPModel.save_pretrained (or SiglipModel's), or a Hub id such as openai/clip-vit-base-patch16 or "
+                "google/siglip-base-patch16-224."
             )
+        check_backbone(name, os.path.join(path, "config.json"))
         return
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -36,11 +38,31 @@ def check_model_source(name: str, revision: str | None = None, cache_dir: str | 
         raise UsageError(f"--model_name_or_path {name}: no such folder; check the path.")
     cached = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir, revision=revision)
     if isinstance(cached, str):
+        check_backbone(name, cached)
         return
     if constants.HF_HUB_OFFLINE:
         raise UsageError(
             f"--model_name_or_path {name}: not a folder and not in the Hub cache, and HF_HUB_OFFLINE is set; "
             "download it once online (or unset HF_HUB_OFFLINE), or give a local model folder."
+        )
+
+
+def check_backbone(name: str, config_file: str) -> None:
+    """The model's ``config.json`` must name a supported backbone (``model_type`` "clip" or "siglip")."""
+    import json
+
+    from ..prompting.backbone import BACKBONES
+
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            model_type = json.load(handle).get("model_type")
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model_name_or_path {name}: cannot read its config.json ({error}).") from None
+    if model_type not in BACKBONES:
+        supported = ", ".join(f"{record.model_class} ({key!r})" for key, record in BACKBONES.items())
+        raise UsageError(
+            f"--model_name_or_path {name}: model_type={model_type!r} is not a supported backbone; give a "
+            f"{supported} checkpoint, e.g. openai/clip-vit-base-patch16 or google/siglip-base-patch16-224."
         )
 
 

@@ -103,7 +103,9 @@ def check_image_features_cacheable(model: torch.nn.Module) -> None:
 def vision_fingerprint(clip: torch.nn.Module) -> str:
     """A hash of the vision tower's weights (and their dtypes): equal for the same base model, wherever it was loaded."""
     hasher = hashlib.blake2b(digest_size=16)
-    for prefix in ("vision_model", "visual_projection"):
+    for prefix in ("vision_model", "visual_projection"):  # SigLIP has no visual_projection (its head is in the tower)
+        if not hasattr(clip, prefix):
+            continue
         state = getattr(clip, prefix).state_dict()
         for name in sorted(state):
             tensor = state[name].detach().cpu().contiguous()
@@ -251,7 +253,8 @@ def build_feature_cache(
     transform = copy.deepcopy(transform)  # set_epoch on a copy: the caller's transform keeps its epoch
     device = next(clip.vision_model.parameters()).device
     dtype = next(clip.vision_model.parameters()).dtype
-    width = clip.config.projection_dim
+    # the image feature's width: CLIP projects to projection_dim; SigLIP's vision head keeps the tower's width
+    width = getattr(clip.config, "projection_dim", None) or clip.config.vision_config.hidden_size
 
     def encode(batch: dict[str, list], indices: list[int]) -> dict[str, Any]:
         pixels = _pixel_views(transform, batch, image_column, num_views)  # (K, B, 3, H, W)

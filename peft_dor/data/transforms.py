@@ -133,7 +133,8 @@ def random_resized_crop_box(
 
 
 def load_image_processor(name_or_path: str, **kwargs):
-    """The base model's CLIP image processor; the PIL implementation when torchvision is not installed.
+    """The base model's image processor (CLIP's, SigLIP's: the class its saved config names); the PIL implementation
+    when torchvision is not installed.
 
     transformers 5 would fall back to the PIL backend by itself, with a warning; choosing it here keeps logs clean.
     """
@@ -143,10 +144,8 @@ def load_image_processor(name_or_path: str, **kwargs):
 
     if importlib.util.find_spec("torchvision") is None:
         try:
-            from transformers import CLIPImageProcessorPil
-
-            return CLIPImageProcessorPil.from_pretrained(name_or_path, **kwargs)
-        except (ImportError, OSError, ValueError):
+            return AutoImageProcessor.from_pretrained(name_or_path, backend="pil", **kwargs)
+        except (ImportError, OSError, ValueError, TypeError):
             pass
     return AutoImageProcessor.from_pretrained(name_or_path, **kwargs)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..prompting import PromptCLIP
+from ..prompting import PromptCLIP, embed_dim, text_projection
 from .vocabulary import term_key, vocabulary_hash
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def encode_zero_shot(
         ``(features, kept)``: ``features`` is ``(N, D)`` with zero rows for skipped terms, ``kept`` a ``(N,)`` mask.
     """
     kept = torch.tensor(wrapper.prompt_tokenizer.fits(terms, template), dtype=torch.bool)
-    features = torch.zeros(len(terms), wrapper.clip.config.projection_dim, dtype=torch.float32)
+    features = torch.zeros(len(terms), embed_dim(wrapper.clip), dtype=torch.float32)
     n_kept = int(kept.sum())
     if n_kept < len(terms):
         logger.warning(
@@ -105,14 +105,14 @@ def model_fingerprint(wrapper: PromptCLIP) -> str:
     """Identifies the frozen text tower: checkpoint name, tokenizer, text config and a digest of some weights."""
     clip = wrapper.clip
     digest = hashlib.sha256()
-    for module in (clip.text_projection, clip.text_model.final_layer_norm):
+    for module in (text_projection(clip), clip.text_model.final_layer_norm):
         for tensor in module.state_dict().values():
             digest.update(tensor.detach().float().cpu().numpy().tobytes())
     parts = {
         "name": str(getattr(clip, "name_or_path", "")),
         "tokenizer": str(wrapper.tokenizer_name_or_path or ""),
         "text_config": clip.config.text_config.to_json_string(use_diff=False),
-        "projection_dim": clip.config.projection_dim,
+        "projection_dim": embed_dim(clip),
         "weights": digest.hexdigest(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

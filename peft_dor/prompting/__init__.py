@@ -1,7 +1,7 @@
 """How a prompt reaches CLIP: the machinery every method shares, one concept per module.
 
 ============== ==========================================================================================
-``backbone``   what a backbone's text path is like (causal or not, pooling, padding), looked up from its config
+``backbone``   what a backbone is like (text causal or not, pooling, padding, projection, logit bias), from its config
 ``checks``     argument checks that name the field and the fix
 ``tokenizer``  prompt pieces, learned slots and the padding policy (:class:`PromptTokenizer`)
 ``text``       the hand-driven text tower and the per-pass context its prompt layers read
@@ -19,7 +19,7 @@
 A method folder (``peft_dor/tuners/<method>/``) imports what it needs from here, ``from ...prompting import ...``.
 """
 
-from .backbone import TextRules, text_rules
+from .backbone import Backbone, TextRules, backbone, embed_dim, text_projection, text_rules
 from .checks import check_class_names, check_depth, check_number, check_template
 from .classifier import PromptClassifierOutput, PromptCLIP
 from .config import ContextPromptConfig, DeepContextPromptConfig, DeepPromptConfigMixin, PromptConfig
@@ -33,6 +33,7 @@ from .tuner import DeepPromptTuner, PromptTuner
 from .vision import TEXT_EMBEDDINGS, TEXT_LAYERS, VISION_EMBEDDINGS, VISION_LAYERS, prompt_targets
 
 __all__ = [
+    "Backbone",
     "TEXT_EMBEDDINGS",
     "TEXT_LAYERS",
     "VISION_EMBEDDINGS",
@@ -58,12 +59,15 @@ __all__ = [
     "TrainingRecipe",
     "VisionPromptLayer",
     "autocast_key",
+    "backbone",
     "causal_mask",
+    "text_projection",
     "text_rules",
     "check_class_names",
     "check_depth",
     "check_number",
     "check_template",
+    "embed_dim",
     "knowledge_distance",
     "phrase_words",
     "prompt_name",

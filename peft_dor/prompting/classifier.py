@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .backbone import CLIP, SIGLIP, backbone, logit_bias, text_rules
 from .checks import check_class_names, check_template
 from .frozen import FrozenTextCache, autocast_key
 from .layers import PromptLayer, TextContextLayer
 from .text import TextPromptContext, TextTower
 from .tokenizer import PromptTokenizer
+from .vision import patches_pooled_only
 
 
 @dataclass
@@ -49,10 +51,13 @@ class PromptClassifierOutput(ModelOutput):
 
 
 class PromptCLIP(nn.Module):
-    """A ``CLIPModel`` turned into a classifier over a list of class names.
+    """A ``CLIPModel`` (or ``SiglipModel``) turned into a classifier over a list of class names.
+
+    Logits are ``logit_scale.exp() * cos``, plus the backbone's ``logit_bias`` where it has one (SigLIP).
 
     Args:
-        clip: a ``transformers.CLIPModel``.
+        clip: a ``transformers.CLIPModel`` or ``transformers.SiglipModel`` (any backbone of
+            ``peft_dor.prompting.backbone``).
         class_names: the names to classify among.
         template: hand-crafted template for zero-shot features, e.g. ``"a photo of a {}."``.
         tokenizer_name_or_path: where to load the CLIP tokenizer from; defaults to ``clip.name_or_path``.
@@ -70,9 +75,12 @@ class PromptCLIP(nn.Module):
         super().__init__()
         if not (hasattr(clip, "text_model") and hasattr(clip, "vision_model") and hasattr(clip, "logit_scale")):
             raise TypeError(
-                f"peft-dor methods wrap a transformers `CLIPModel`; got {type(clip).__name__}. Load one with "
-                "CLIPModel.from_pretrained('openai/clip-vit-base-patch16')."
+                f"peft-dor methods wrap a transformers `CLIPModel` or `SiglipModel`; got {type(clip).__name__}. Load "
+                f"one with CLIPModel.from_pretrained('{CLIP.checkpoint}') or "
+                f"SiglipModel.from_pretrained('{SIGLIP.checkpoint}')."
             )
+        #: the backbone's facts (text rules, logit bias, joint width); raises TypeError for unsupported backbones
+        self.backbone = backbone(clip)
         self.clip = clip
         self._class_names = list(class_names)
         self.template = template
@@ -123,7 +131,10 @@ class PromptCLIP(nn.Module):
                 )
             tokenizer = AutoTokenizer.from_pretrained(source)
             context_length = self.clip.config.text_config.max_position_embeddings
-            self._prompt_tokenizer = PromptTokenizer(tokenizer, context_length)
+            rules = text_rules(self.clip)
+            self._prompt_tokenizer = PromptTokenizer(
+                tokenizer, context_length, fixed_length=rules.fixed_length, backbone_name=self.backbone.name
+            )
         return self._prompt_tokenizer
 
     @property
@@ -328,7 +339,8 @@ class PromptCLIP(nn.Module):
                     "image features, (B, D))."
                 )
             self.check_pixel_values(pixel_values, argument)
-            image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
+            with patches_pooled_only(self.clip.vision_model, pixel_values, self.backbone.vision_pooling):
+                image_embeds = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
         return F.normalize(image_embeds, dim=-1)
 
     @torch.no_grad()
@@ -407,6 +419,9 @@ class PromptCLIP(nn.Module):
             logits = scale * torch.einsum("bd,bcd->bc", image, text.to(image.dtype))
         else:
             logits = scale * image @ text.to(image.dtype).t()
+        bias = logit_bias(self.clip)
+        if bias is not None:  # SigLIP's learned bias; CLIP has none (backbone data)
+            logits = logits + bias
         loss = None
         if labels is not None:
             labels = torch.as_tensor(labels).to(logits.device)

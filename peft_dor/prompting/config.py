@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from peft import PeftConfig
 
+from .backbone import embed_dim
 from .checks import check_class_names, check_number, check_template
 from .tokenizer import CLASS_TOKEN_POSITIONS, PromptLayout, phrase_words
 from .vision import prompt_targets
@@ -84,15 +85,15 @@ class PromptConfig(PeftConfig):
 
 
 def base_model_dims(clip_config) -> dict[str, int]:
-    """The sizes of a ``CLIPConfig`` that prompt tensors depend on: each tower's width and layer count and
-    ``projection_dim``."""
+    """The sizes of a ``CLIPConfig`` (or ``SiglipConfig``) that prompt tensors depend on: each tower's width and layer
+    count and the joint width (``projection_dim``; SigLIP's ``text_config.projection_size``)."""
     text, vision = clip_config.text_config, clip_config.vision_config
     return {
         "text_hidden_size": int(text.hidden_size),
         "text_num_hidden_layers": int(text.num_hidden_layers),
         "vision_hidden_size": int(vision.hidden_size),
         "vision_num_hidden_layers": int(vision.num_hidden_layers),
-        "projection_dim": int(clip_config.projection_dim),
+        "projection_dim": embed_dim(clip_config),
     }
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import embed_dim
 from .text import TextPromptContext, TextTower
 
 CACHE_MODES = ("list", "names", None)
@@ -76,7 +77,7 @@ class FrozenTextCache:
         order = sorted(range(len(names)), key=lengths.__getitem__)
         step = batch_size or wrapper.text_chunk_size or max(len(names), 1)
         out_device = wrapper.device if device is None else torch.device(device)
-        features = torch.empty(len(names), wrapper.clip.config.projection_dim, dtype=torch.float32, device=out_device)
+        features = torch.empty(len(names), embed_dim(wrapper.clip), dtype=torch.float32, device=out_device)
         tower = TextTower(wrapper.clip, share_prefix=wrapper.share_text_prefix)
         bar = None
         if progress:

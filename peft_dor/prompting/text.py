@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .backbone import text_rules
+from .backbone import text_projection, text_rules
 from .prefix import run_with_shared_prefix, shared_prefix_length
 from .tokenizer import TokenizedPrompts
 
@@ -83,6 +83,14 @@ def pool_eos(hidden: torch.Tensor, eos_index: torch.LongTensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_index.to(hidden.device)]
 
 
+def pool_text(hidden: torch.Tensor, eos_index: torch.LongTensor, pooling: str) -> torch.Tensor:
+    """The pooled row of each sequence as the backbone's ``pooling`` rule says: ``"eos"`` (the row at ``eos_index``,
+    CLIP) or ``"last"`` (the last position of the fixed-length sequence, SigLIP)."""
+    if pooling == "last":
+        return hidden[:, -1]
+    return pool_eos(hidden, eos_index)
+
+
 class TextTower:
     """Runs CLIP's text tower by hand so prompt layers receive their :class:`TextPromptContext`.
 
@@ -99,6 +107,7 @@ class TextTower:
     def __init__(self, clip: nn.Module, share_prefix: bool = True):
         self.clip = clip
         self.rules = text_rules(clip)
+        self.projection = text_projection(clip)
         self.share_prefix = share_prefix
 
     def __call__(self, context: TextPromptContext, checkpointing: bool = False) -> torch.Tensor:
@@ -134,8 +143,8 @@ class TextTower:
 
         Both paths end here (the full rows, or the suffix rows of a shared-prefix pass with ``eos_index`` shifted)."""
         hidden = self.clip.text_model.final_layer_norm(hidden)
-        pooled = pool_eos(hidden, eos_index)
-        return self.clip.text_projection(pooled)
+        pooled = pool_text(hidden, eos_index, self.rules.pooling)
+        return self.projection(pooled)
 
 
 def _call_layer(layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, kwargs: dict) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 CLIP's text tower pools the row at the EOS token, whose index comes from the token ids, so learned vectors must
 *replace* placeholder slots (inserting would move EOS). A prompt is therefore assembled from token pieces
-(``[SOS] prefix name suffix [EOS]``) and the positions of its slots are recorded. Attention is causal, so rows after
-EOS never reach the pooled row: prompts are padded to the longest prompt of the batch instead of CLIP's 77.
+(``[SOS] prefix name suffix [EOS]``; no ``[SOS]`` when the tokenizer has no BOS token, as SigLIP's) and the positions
+of its slots are recorded. The padding policy is the backbone's (``peft_dor.prompting.backbone``): CLIP's attention is
+causal, so rows after EOS never reach the pooled row and prompts are padded to the longest prompt of the batch instead
+of CLIP's 77; SigLIP's is not, so its prompts are padded to the fixed length it was pre-trained with.
 """
 
 from __future__ import annotations
@@ -52,59 +54,80 @@ class PromptLayout:
 
 @dataclass
 class TokenizedPrompts:
-    """A batch of prompts as token ids padded to the longest prompt of the batch.
+    """A batch of prompts as token ids padded to the longest prompt of the batch (or to a fixed length).
 
     Attributes:
-        input_ids: ``(P, L)`` token ids, ``L`` the longest prompt (not the tower's 77).
+        input_ids: ``(P, L)`` token ids, ``L`` the longest prompt (not the tower's 77), or the fixed length.
         eos_index: ``(P,)`` position of the EOS token in each row.
         slot_index: ``(P, n_ctx)`` positions of the learned context slots, or ``None`` for plain templates.
+        fixed_length: whether ``L`` is a fixed length that row selections keep (backbones without causal attention).
     """
 
     input_ids: torch.LongTensor
     eos_index: torch.LongTensor
     slot_index: torch.LongTensor | None = None
+    fixed_length: bool = False
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def to(self, device: torch.device | str) -> TokenizedPrompts:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return TokenizedPrompts(move(self.input_ids), move(self.eos_index), move(self.slot_index))
+        return TokenizedPrompts(
+            move(self.input_ids), move(self.eos_index), move(self.slot_index), fixed_length=self.fixed_length
+        )
+
+    def _length(self, eos: torch.LongTensor) -> int:
+        if self.fixed_length:
+            return self.input_ids.shape[1]
+        return int(eos.max().item()) + 1 if len(eos) else 1
 
     def select(self, rows: slice) -> TokenizedPrompts:
-        """Rows ``rows`` of the batch, re-padded to their own longest prompt."""
+        """Rows ``rows`` of the batch, re-padded to their own longest prompt (a fixed length is kept)."""
         eos = self.eos_index[rows]
-        length = int(eos.max().item()) + 1 if len(eos) else 1
         slots = None if self.slot_index is None else self.slot_index[rows]
-        return TokenizedPrompts(self.input_ids[rows, :length], eos, slots)
+        return TokenizedPrompts(self.input_ids[rows, : self._length(eos)], eos, slots, self.fixed_length)
 
     def select_rows(self, index: torch.LongTensor) -> TokenizedPrompts:
-        """The rows at ``index`` (e.g. prompts of similar length), re-padded to their own longest prompt."""
+        """The rows at ``index`` (e.g. prompts of similar length), re-padded to their own longest prompt (a fixed
+        length is kept)."""
         eos = self.eos_index[index]
-        length = int(eos.max().item()) + 1 if len(eos) else 1
         slots = None if self.slot_index is None else self.slot_index[index]
-        return TokenizedPrompts(self.input_ids[index, :length], eos, slots)
+        return TokenizedPrompts(self.input_ids[index, : self._length(eos)], eos, slots, self.fixed_length)
 
 
 class PromptTokenizer:
-    """Builds :class:`TokenizedPrompts` with a CLIP tokenizer, caching the token ids of every text it has seen.
+    """Builds :class:`TokenizedPrompts` with the backbone's tokenizer, caching the token ids of every text it has seen.
 
-    Token ids are assembled piece by piece (``[SOS] + prefix + name + suffix + [EOS]``). CLIP's BPE pre-tokenizer
-    splits on whitespace and punctuation, so for ordinary names this equals tokenising the joined string (tested),
-    while letting us know exactly where each slot is. (A name ending in punctuation can merge differently with the
-    suffix than in the joined string; the prompt is still well-formed, with EOS last.)
+    Token ids are assembled piece by piece (``[SOS] + prefix + name + suffix + [EOS]``, without ``[SOS]`` when the
+    tokenizer has no BOS token). CLIP's BPE pre-tokenizer and SigLIP's SentencePiece model split on whitespace (and
+    SigLIP's drops punctuation), so for ordinary names this equals tokenising the joined string (tested), while
+    letting us know exactly where each slot is. (A name ending in punctuation can merge differently with the suffix
+    than in the joined string; the prompt is still well-formed, with EOS last.)
 
     Args:
-        tokenizer: a CLIP tokenizer (``CLIPTokenizer`` or its fast variant).
-        context_length: the text tower's ``max_position_embeddings`` (77 for OpenAI CLIP).
+        tokenizer: the base model's tokenizer (``CLIPTokenizer`` or its fast variant, ``SiglipTokenizer``).
+        context_length: the text tower's ``max_position_embeddings`` (77 for OpenAI CLIP, 64 for SigLIP).
+        fixed_length: pad every prompt to this many tokens with the pad id (the backbone's
+            :class:`~peft_dor.prompting.backbone.TextRules`); None pads to the longest prompt of the batch.
+        backbone_name: the backbone's display name, for error messages.
     """
 
-    def __init__(self, tokenizer, context_length: int):
+    def __init__(self, tokenizer, context_length: int, fixed_length: int | None = None, backbone_name: str = "CLIP"):
         self.tokenizer = tokenizer
+        self.backbone_name = backbone_name
         self.context_length = context_length
+        self.fixed_length = fixed_length
         self.bos_id = tokenizer.bos_token_id
         self.eos_id = tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise ValueError(
+                f"The tokenizer {type(tokenizer).__name__} has no EOS token; prompts end with it. Load the base "
+                "model's own tokenizer (tokenizer_name_or_path)."
+            )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        #: the special tokens before the text: ``[SOS]``, or nothing for tokenizers without BOS (SigLIP)
+        self.lead = [] if self.bos_id is None else [self.bos_id]
         self._pieces: dict[str, list[int]] = {}
 
     def piece_ids(self, text: str) -> list[int]:
@@ -128,15 +151,16 @@ class PromptTokenizer:
         """Whether each ``template.format(name)`` prompt fits the text tower (DOR skips vocabulary terms that do not)."""
         texts = [template.format(prompt_name(name)) for name in names]
         self.prefetch(texts)
-        return [len(self.piece_ids(text)) + 2 <= self.context_length for text in texts]
+        return [len(self.lead) + len(self.piece_ids(text)) + 1 <= self.context_length for text in texts]
 
     def _check_plain(self, ids: list[int], text: str) -> None:
         # CLIP's tokenizer turns "<|endoftext|>" typed in a name into the real special token: a second EOS mid-prompt.
-        if self.eos_id in ids or self.bos_id in ids:
+        if self.eos_id in ids or (self.bos_id is not None and self.bos_id in ids):
+            specials = [t for t in (self.tokenizer.bos_token, self.tokenizer.eos_token) if t is not None]
             raise ValueError(
-                f"{text!r} contains the text of CLIP's special tokens ('<|startoftext|>' or '<|endoftext|>'), which the "
-                "tokenizer would turn into real start/end tokens inside the prompt. Remove them from the class name or "
-                "template."
+                f"{text!r} contains the text of {self.backbone_name}'s special tokens "
+                f"({' or '.join(map(repr, specials))}), which the tokenizer would turn into real start/end tokens "
+                "inside the prompt. Remove them from the class name or template."
             )
 
     def _check_length(self, n_tokens: int, text: str, hint: str) -> None:
@@ -154,7 +178,7 @@ class PromptTokenizer:
         for text in texts:
             pieces = self.piece_ids(text)
             self._check_plain(pieces, text)
-            ids = [self.bos_id, *pieces, self.eos_id]
+            ids = [*self.lead, *pieces, self.eos_id]
             self._check_length(len(ids), text, "Use a shorter class name or template.")
             rows.append(ids)
         return self.pad(rows)
@@ -173,21 +197,22 @@ class PromptTokenizer:
         for name in names:
             name_ids = self.piece_ids(prompt_name(name))
             self._check_plain(name_ids, name)
+            lead = len(self.lead)
             if layout.class_token_position == "end":
                 pieces = [prefix, name_ids]
-                prefix_start = 1
+                prefix_start = lead
             elif layout.class_token_position == "front":
                 pieces = [name_ids, prefix]
-                prefix_start = 1 + len(name_ids)
+                prefix_start = lead + len(name_ids)
             else:  # middle: the class name splits the learned context in two halves (CoOp)
                 half = layout.n_ctx // 2
                 pieces = [prefix[:half], name_ids, prefix[half:]]
                 prefix_start = None
-            ids = [self.bos_id, *[i for piece in pieces for i in piece], *suffix, self.eos_id]
+            ids = [*self.lead, *[i for piece in pieces for i in piece], *suffix, self.eos_id]
             if prefix_start is None:
                 half = layout.n_ctx // 2
-                positions = list(range(1, 1 + half)) + list(
-                    range(1 + half + len(name_ids), 1 + len(name_ids) + layout.n_ctx)
+                positions = list(range(lead, lead + half)) + list(
+                    range(lead + half + len(name_ids), lead + len(name_ids) + layout.n_ctx)
                 )
             else:
                 positions = list(range(prefix_start, prefix_start + layout.n_ctx))
@@ -201,12 +226,13 @@ class PromptTokenizer:
         return prompts
 
     def pad(self, rows: Sequence[Sequence[int]]) -> TokenizedPrompts:
-        """Token-id rows (each ``[SOS] .. [EOS]``) as one batch padded to its longest row."""
+        """Token-id rows (each ``[SOS] .. [EOS]``) as one batch padded to its longest row, or to ``fixed_length``."""
         # Pad to the longest prompt of this batch, not to the tower's context length: with a causal mask and EOS
-        # pooling the padded positions never reach the pooled row, so the features are identical (tested).
-        length = max((len(r) for r in rows), default=1)
+        # pooling the padded positions never reach the pooled row, so the features are identical (tested). Without
+        # causal attention every pad changes the features, so the backbone's fixed length is kept.
+        length = self.fixed_length or max((len(r) for r in rows), default=1)
         ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         eos = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
-        return TokenizedPrompts(ids, eos)
+        return TokenizedPrompts(ids, eos, fixed_length=self.fixed_length is not None)

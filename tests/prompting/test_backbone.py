@@ -16,7 +16,7 @@ def test_clip_rules_are_causal_eos_pooled_and_padded_to_the_longest(tiny_clip):
 def test_an_unknown_backbone_is_refused_naming_its_model_type():
     model = nn.Linear(2, 2)
     model.config = type("Config", (), {"model_type": "blip"})()
-    with pytest.raises(TypeError, match=r"model_type='blip'.*supported: \['clip'\]"):
+    with pytest.raises(TypeError, match=r"model_type='blip'.*supported: \['clip', 'siglip'\]"):
         text_rules(model)
 
 

@@ -1,11 +1,12 @@
 """Every method through the same columns, in PEFT's ``TEST_CASES`` style (``tests/test_custom_models.py``).
 
-A case is ``(name, config class, config kwargs)`` for the tiny CLIP of ``conftest.py``, from the one case table
-``tests/method_cases.py`` that the reliability tests share. Columns:
+A case is ``(name, config class, config kwargs)`` from the one case table ``tests/method_cases.py`` that the
+reliability tests share, run on each backbone of its ``BACKBONE_CASES`` (the tiny CLIP and the tiny SigLIP of
+``conftest.py``). Columns:
 
 * save → ``PeftModel.from_pretrained`` into a fresh CLIP gives identical logits and the right config class;
 * only the method's tensors train, receive gradients and are saved; the base model never changes;
-* ``disable_adapter()`` gives zero-shot CLIP computed with plain transformers and the method's template;
+* ``disable_adapter()`` gives zero-shot CLIP / SigLIP computed with plain transformers and the method's template;
 * outlier names (DOR's ``extra_names``) go through the method's own prompt path: their features equal what the
   same names get as classes;
 * a bf16 autocast forward stays close to the fp32 one;
@@ -21,23 +22,34 @@ import pytest
 import torch
 from peft import PeftConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
-from transformers import CLIPModel
+from transformers import AutoModel, AutoTokenizer
 
 from peft_dor import DORConfig, DORTrainer, ProGradConfig
 from peft_dor.registry import method_spec
 
-from ..helpers import reference_clip, tiny_training_args
-from ..method_cases import CASES, CLASS_NAMES, VOCABULARY
+from ..helpers import tiny_training_args
+from ..method_cases import BACKBONE_CASES, CASES, CLASS_NAMES, VOCABULARY
 
 IDS = [case.name for case in CASES]
 EXTRA_NAMES = ["lamp", "chair", "kite"]
 LABELS = torch.tensor([0, 1, 2, 3])
 
 
+@pytest.fixture(params=BACKBONE_CASES, ids=[backbone.name for backbone in BACKBONE_CASES])
+def backbone(request):
+    """``(backbone case, folder of its tiny model)``: the matrix's backbone axis."""
+    return request.param, request.getfixturevalue(request.param.path_fixture)
+
+
+def load_base(path: str):
+    """The plain transformers model saved at ``path`` (``CLIPModel`` or ``SiglipModel``, from its config)."""
+    return AutoModel.from_pretrained(path).eval()
+
+
 def build(case, path: str, seed: int = 0):
     _, config_cls, kwargs = case
     torch.manual_seed(seed)
-    return get_peft_model(CLIPModel.from_pretrained(path).eval(), config_cls(class_names=CLASS_NAMES, **kwargs))
+    return get_peft_model(load_base(path), config_cls(class_names=CLASS_NAMES, **kwargs))
 
 
 def trainable(model) -> dict[str, torch.nn.Parameter]:
@@ -53,17 +65,20 @@ def perturb(model, seed: int = 1) -> None:
 
 
 @torch.no_grad()
-def zero_shot_logits(path: str, pixel_values: torch.Tensor, template: str) -> torch.Tensor:
-    """The independent reference: plain transformers' CLIPModel forward on the hand-crafted prompts."""
-    clip, tokenizer = reference_clip(path)
-    batch = tokenizer([template.format(c) for c in CLASS_NAMES], padding=True)
-    input_ids, mask = torch.tensor(batch["input_ids"]), torch.tensor(batch["attention_mask"])
-    return clip(input_ids=input_ids, attention_mask=mask, pixel_values=pixel_values).logits_per_image
+def zero_shot_logits(path: str, pixel_values: torch.Tensor, template: str, tokenizer_kwargs=None) -> torch.Tensor:
+    """The independent reference: plain transformers' model forward (CLIPModel, SiglipModel) on the hand-crafted
+    prompts, tokenised with ``tokenizer_kwargs`` (a backbone case's: as the backbone was pre-trained; CLIP's
+    ``padding=True`` by default)."""
+    model, tokenizer = load_base(path), AutoTokenizer.from_pretrained(path)
+    kwargs = {"padding": True} if tokenizer_kwargs is None else tokenizer_kwargs
+    batch = tokenizer([template.format(c) for c in CLASS_NAMES], return_tensors="pt", **kwargs)
+    return model(**batch, pixel_values=pixel_values).logits_per_image
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_save_and_reload_gives_identical_logits(case, tiny_clip_path, pixel_values, tmp_path):
-    model = build(case, tiny_clip_path)
+def test_save_and_reload_gives_identical_logits(case, backbone, pixel_values, tmp_path):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     perturb(model)
     model.eval()
     with torch.no_grad():
@@ -73,15 +88,16 @@ def test_save_and_reload_gives_identical_logits(case, tiny_clip_path, pixel_valu
     config = PeftConfig.from_pretrained(tmp_path)
     assert type(config) is case[1]
     assert json.loads((tmp_path / "adapter_config.json").read_text())["class_names"] == CLASS_NAMES
-    reloaded = PeftModel.from_pretrained(CLIPModel.from_pretrained(tiny_clip_path).eval(), tmp_path).eval()
+    reloaded = PeftModel.from_pretrained(load_base(tiny_path), tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixel_values=pixel_values).logits, expected, atol=0, rtol=0)
     assert not trainable(reloaded)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_only_the_method_tensors_train_and_are_saved(case, tiny_clip_path, pixel_values, tmp_path):
-    model = build(case, tiny_clip_path)
+def test_only_the_method_tensors_train_and_are_saved(case, backbone, pixel_values, tmp_path):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     prefix = model.base_model.prefix
     params = trainable(model)
     assert params and all(prefix in name for name in params), sorted(params)
@@ -102,11 +118,13 @@ def test_only_the_method_tensors_train_and_are_saved(case, tiny_clip_path, pixel
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_disable_adapter_gives_zero_shot_clip(case, tiny_clip_path, pixel_values):
-    model = build(case, tiny_clip_path)
+def test_disable_adapter_gives_zero_shot_clip(case, backbone, pixel_values):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     perturb(model)
     model.eval()
-    expected = zero_shot_logits(tiny_clip_path, pixel_values, model.peft_config["default"].template)
+    template = model.peft_config["default"].template
+    expected = zero_shot_logits(tiny_path, pixel_values, template, backbone[0].reference_tokenizer_kwargs)
     with torch.no_grad(), model.disable_adapter():
         torch.testing.assert_close(model(pixel_values=pixel_values).logits, expected, atol=1e-5, rtol=0)
     with torch.no_grad():  # and the prompts are back after the block
@@ -114,8 +132,9 @@ def test_disable_adapter_gives_zero_shot_clip(case, tiny_clip_path, pixel_values
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_outlier_names_take_the_method_prompt_path(case, tiny_clip_path, pixel_values):
-    model = build(case, tiny_clip_path)
+def test_outlier_names_take_the_method_prompt_path(case, backbone, pixel_values):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     perturb(model)
     model.eval()
     with torch.no_grad():
@@ -129,8 +148,9 @@ def test_outlier_names_take_the_method_prompt_path(case, tiny_clip_path, pixel_v
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_bf16_autocast_forward_is_close_to_fp32(case, tiny_clip_path, pixel_values):
-    model = build(case, tiny_clip_path)
+def test_bf16_autocast_forward_is_close_to_fp32(case, backbone, pixel_values):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     perturb(model)
     model.eval()
     scale = model.get_base_model().clip.logit_scale.exp()
@@ -144,8 +164,9 @@ def test_bf16_autocast_forward_is_close_to_fp32(case, tiny_clip_path, pixel_valu
 
 @pytest.mark.parametrize("with_dor", [False, True], ids=["plain", "dor"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_trainer_steps_with_and_without_dor(case, with_dor, tiny_clip_path, tmp_path):
-    model = build(case, tiny_clip_path)
+def test_trainer_steps_with_and_without_dor(case, with_dor, backbone, tmp_path):
+    tiny_path = backbone[1]
+    model = build(case, tiny_path)
     config = model.peft_config["default"]
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     generator = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...prompting import TextContextLayer, TextPromptContext
+from ...prompting import TextContextLayer, TextPromptContext, embed_dim
 
 
 class CoCoOpContextLayer(TextContextLayer):
@@ -23,7 +23,7 @@ class CoCoOpContextLayer(TextContextLayer):
         super().update_layer(adapter_name, config, wrapper)
         clip_config = wrapper.clip.config
         # π reads the projected image feature (projection_dim) and shifts token embeddings (text width)
-        in_dim, width = clip_config.projection_dim, clip_config.text_config.hidden_size
+        in_dim, width = embed_dim(clip_config), clip_config.text_config.hidden_size
         hidden = config.meta_net_hidden_dim or max(1, in_dim // 16)
         self.cocoop_meta_net_linear1[adapter_name] = nn.Linear(in_dim, hidden)
         self.cocoop_meta_net_linear2[adapter_name] = nn.Linear(hidden, width)

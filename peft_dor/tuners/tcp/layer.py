@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from transformers.activations import QuickGELUActivation
 
-from ...prompting import DeepTextPromptLayer, TextContextLayer, TextPromptContext
+from ...prompting import DeepTextPromptLayer, TextContextLayer, TextPromptContext, embed_dim
 
 #: key of the frozen knowledge features of a pass's names in ``TextPromptContext.extras`` (``(P, D)``)
 KNOWLEDGE_KEY = "tcp_knowledge"
@@ -29,7 +29,7 @@ class TCPClassTokenLayer(DeepTextPromptLayer):
 
     def update_layer(self, adapter_name: str, config, wrapper: nn.Module) -> None:
         clip_config = wrapper.clip.config
-        in_dim, width = clip_config.projection_dim, clip_config.text_config.hidden_size
+        in_dim, width = embed_dim(clip_config), clip_config.text_config.hidden_size
         hidden = config.knowledge_hidden_dim or max(1, in_dim // 4)
         layout = config.prompt_layout()
         n_tokens = layout.n_ctx
