@@ -50,18 +50,21 @@ TINY_CONFIG = {
 }
 
 
+#: the vision tower of ViT-B/16 (CLIP's and SigLIP's B/16 alike): 768 x 12 layers, 12 heads, patch 16, 224 px
+B16_VISION_SIZE = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "image_size": 224,
+    "patch_size": 16,
+}
+
 #: ``tiny_clip_config`` overrides that give ViT-B/16's shapes (text 512 x 12 layers, vision 768 x 12 layers, patch 16,
 #: 224 px, projection 512): parameter counts of prompt methods at the real size, with random weights
 VIT_B16_SIZE = {
     "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
-    "vision_config": {
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "image_size": 224,
-        "patch_size": 16,
-    },
+    "vision_config": dict(B16_VISION_SIZE),
     "projection_dim": 512,
 }
 
@@ -243,14 +246,7 @@ SIGLIP_B16_SIZE = {
         "projection_size": 768,
         "vocab_size": 32000,
     },
-    "vision_config": {
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "image_size": 224,
-        "patch_size": 16,
-    },
+    "vision_config": dict(B16_VISION_SIZE),
 }
 
 #: the SentencePiece trainer's settings for the tiny SigLIP tokenizer (part of the cache key)
