@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import common
 import torch
@@ -69,20 +68,7 @@ def child(args) -> None:
     wrapper = model.get_base_model()
     configure(wrapper, args.child, args.chunk)
     wrapper.tokenize(wrapper.class_names)  # tokenizer caches warm, like every step after the first
-    cuda = str(args.device).startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        base = common.status_kb("VmRSS") * 1024
-    step(model, embeds, labels, args.device, args.dtype)
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = common.status_kb("VmHWM") * 1024
+    base, peak = common.peak_memory_growth(lambda: step(model, embeds, labels, args.device, args.dtype), args.device)
     print(json.dumps({"config": args.child, "base_bytes": base, "peak_bytes": peak, "step_peak_bytes": peak - base}))
 
 

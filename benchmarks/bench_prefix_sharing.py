@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import common
 import torch
@@ -94,20 +93,10 @@ def child(args) -> None:
     model, names = build(common.build_bench_clip(args.size), method, n_classes, args.device)
     images, weights = case_inputs(model, n_classes, batch, args.device)
     model.get_base_model().tokenize(names)  # tokenizer caches warm, like every pass after the first
-    cuda = str(args.device).startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        base = common.status_kb("VmRSS") * 1024
-    text_loss(model, names, images, weights, args.child == "shared_prefix", args).backward()
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = common.status_kb("VmHWM") * 1024
+    shared = args.child == "shared_prefix"
+    base, peak = common.peak_memory_growth(
+        lambda: text_loss(model, names, images, weights, shared, args).backward(), args.device
+    )
     print(json.dumps({"peak_bytes": peak - base}))
 
 

@@ -485,6 +485,25 @@ def status_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def peak_memory_growth(run, device: str) -> tuple[int, int]:
+    """``(base_bytes, peak_bytes)`` around ``run()``: CUDA's allocated and peak allocated bytes, or on CPU the
+    resident set after set-up and its peak during ``run`` (VmHWM, reset first through ``/proc/self/clear_refs``).
+    Call it in a fresh process per setting: the CPU peak counts what the allocator keeps, not only live tensors."""
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        base = status_kb("VmRSS") * 1024
+    run()
+    if cuda:
+        torch.cuda.synchronize()
+        return base, torch.cuda.max_memory_allocated()
+    return base, status_kb("VmHWM") * 1024
+
+
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().float() - b.detach().float()).abs().max())
 
