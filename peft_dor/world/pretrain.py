@@ -423,6 +423,11 @@ def save_world_clip(output_dir: str | os.PathLike, model, tokenizer, world: Worl
     broken = multi_token_words(tokenizer, world.words)
     if broken:
         raise RuntimeError(f"World words that are not one token: {sorted(broken)}.")
+    from ..prompting.backbone import text_rules
+
+    length = text_rules(model).fixed_length
+    if length is not None:  # `padding="max_length"` then pads to the length the tower runs at, as SigLIP's tokenizer
+        tokenizer.model_max_length = length
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)

@@ -54,6 +54,7 @@ def test_pretrain_option_builds_a_siglip_with_a_learned_scale_and_bias(tmp_path)
     tokenizer = CLIPTokenizer.from_pretrained(out)
     assert model.config.text_config.max_position_embeddings == SIGLIP_TEXT_LENGTH
     assert model.config.text_config.vocab_size == len(tokenizer)
+    assert tokenizer.model_max_length == SIGLIP_TEXT_LENGTH  # padding="max_length" gives the tower's length
     assert log["config"]["backbone"] == "siglip"
     # the scale and bias trained from SigLIP's initialisation (log 10, -10); the shipped pair is the fitted one
     assert log["learned_logit_scale"] != 10.0 and log["learned_logit_bias"] != -10.0
