@@ -331,10 +331,12 @@ def _lr(step: int, config: PretrainConfig) -> float:
 def pretrain(
     output_dir: str | os.PathLike, config: PretrainConfig | None = None, overwrite: bool = False, progress=True
 ):
-    """Pre-train a world CLIP (or SigLIP, ``config.backbone``) and save it, with its tokenizer, processor and ``world.json``, to ``output_dir``.
+    """Pre-train a world CLIP (or SigLIP: ``config.backbone``) and save it, with its tokenizer, processor and
+    ``world.json``, to ``output_dir``.
 
     Returns:
-        The run's log: settings, the held-out zero-shot curve, the fitted logit scale and the final held-out metrics.
+        The run's log: settings, the held-out zero-shot curve, the fitted logit scale (SigLIP: also the learned
+        scale and bias and the fitted bias) and the final held-out metrics.
     """
     import transformers
     from tqdm.auto import tqdm
