@@ -1,8 +1,8 @@
 """The procedural image-text world and its shipped pre-trained world CLIP (the demo's model).
 
 ``world_clip_path()`` is a folder that plain transformers loads (``CLIPModel``, ``CLIPTokenizer``,
-``AutoImageProcessor``); ``load_world()`` gives the nouns it knows and renders fresh images of them. See
-``docs/world.md``.
+``AutoImageProcessor``), ``world_siglip_path()`` the world SigLIP (``SiglipModel``, the same tokenizer);
+``load_world()`` gives the nouns it knows and renders fresh images of them. See ``docs/world.md``.
 
 Example:
     ```python
@@ -16,6 +16,6 @@ Example:
     ```
 """
 
-from .world import World, build_world, load_world, world_clip_path
+from .world import World, build_world, load_world, world_clip_path, world_siglip_path
 
-__all__ = ["World", "build_world", "load_world", "world_clip_path"]
+__all__ = ["World", "build_world", "load_world", "world_clip_path", "world_siglip_path"]

@@ -121,15 +121,15 @@ def run_demo(
 
 
 def _run_demo(output_dir: Path, methods, seeds, model_path, plots: bool, verbose: bool, config) -> dict:
-    from transformers import CLIPModel, CLIPTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     model_path = str(model_path or world_clip_path())
     world = load_world(model_path)
     start = time.time()
     task = test_data(world, config)
     names = method_names(methods)
-    clip = CLIPModel.from_pretrained(model_path).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(model_path)
+    clip = AutoModel.from_pretrained(model_path).eval()  # the world CLIP or the world SigLIP
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     zero_shot = {
         "base": zero_shot_logits(clip, tokenizer, task.split.base, task.base_test),
         "new": zero_shot_logits(clip, tokenizer, task.split.new, task.new_test),

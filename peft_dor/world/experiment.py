@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pretrain import pixel_values
+from .pretrain import logits_of, pixel_values, text_inputs
 from .world import COLOURS, NOUN_TEMPLATES, World, render_batch
 
 TEMPLATE = NOUN_TEMPLATES[0]
@@ -193,11 +193,12 @@ def predict(model, clip, images: ImageSet) -> torch.Tensor:
 
 @torch.no_grad()
 def zero_shot_logits(clip, tokenizer, names: Sequence[str], images: ImageSet) -> torch.Tensor:
-    """Frozen CLIP's logits (its own logit scale) of ``images`` among ``TEMPLATE`` prompts of ``names``."""
-    text = tokenizer([TEMPLATE.format(n) for n in names], padding=True, return_tensors="pt")
+    """Frozen model's logits (its own logit scale and, on SigLIP, bias) of ``images`` among ``TEMPLATE`` prompts of
+    ``names``, the text tokenised as the backbone runs it."""
+    text = text_inputs(clip, tokenizer, [TEMPLATE.format(n) for n in names])
     text_features = F.normalize(clip.get_text_features(**text).pooler_output, dim=-1)
     image_features = F.normalize(images.features(clip), dim=-1)
-    return clip.logit_scale.exp() * image_features @ text_features.t()
+    return logits_of(clip, image_features, text_features)
 
 
 @torch.no_grad()
@@ -257,14 +258,14 @@ def torch_threads(threads: int | None):
 
 def _train_and_evaluate(clip_path, world, task, method, seed, config, dor) -> RunResult:
     from peft import get_peft_model
-    from transformers import CLIPModel, TrainingArguments
+    from transformers import AutoModel, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     from .. import DORConfig, DORTrainer
 
     split = task.split
     train, val = shots(world, split, config, seed)
-    clip = CLIPModel.from_pretrained(clip_path).eval()
+    clip = AutoModel.from_pretrained(clip_path).eval()  # CLIPModel or SiglipModel, as config.json names
     torch.manual_seed(seed)  # the prompt initialisation
     model = get_peft_model(clip, method_config(method, split.base, config.method_overrides.get(method)))
     dor_config = None

@@ -11,6 +11,13 @@ images (fresh renders of every noun from their own seed, never the demo's images
 zero-shot negative log-likelihood over all nouns with ``"a photo of a {}."``, i.e. temperature scaling on held-out
 pre-training data. ``pretrain_log.json`` records the curve, the fit and every setting.
 
+``--backbone siglip`` trains a transformers ``SiglipModel`` of the same tower sizes on the same world, data, steps and
+schedule, with SigLIP's sigmoid loss (a pairwise logistic loss, every true caption a positive) and its learnable logit
+scale and bias (initialised at log 10 and -10, as in the SigLIP paper); texts are padded to a fixed length with no
+attention mask, as SigLIP was pre-trained and as the library runs it. The shipped scale is fitted the same way, and
+the bias is then refitted for the pairwise sigmoid on the same held-out images. Only the model class, its config, the
+loss and whether the scale is learned differ (:data:`RECIPES`).
+
 Everything is seeded; the same arguments give the same weights on the same machine and thread count.
 """
 
@@ -60,8 +67,11 @@ class PretrainConfig:
     seed: int = 0
     world_seed: int = 0
     threads: int | None = None
+    backbone: str = "clip"
 
     def __post_init__(self) -> None:
+        if self.backbone not in RECIPES:
+            raise ValueError(f"`backbone` must be one of {sorted(RECIPES)}; got {self.backbone!r}.")
         for name in ("steps", "batch_size", "hidden_size", "num_layers", "num_heads", "held_out_per_noun"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be a positive integer; got {getattr(self, name)!r}.")
@@ -71,27 +81,40 @@ class PretrainConfig:
             raise ValueError(f"`noun_caption_fraction` must be in [0, 1]; got {self.noun_caption_fraction}.")
 
 
-def world_clip_config(tokenizer, config: PretrainConfig, image_size: int = 32):
-    """The ``CLIPConfig`` of the world CLIP: two small towers of ``hidden_size`` with ``num_layers`` layers each."""
-    from transformers import CLIPConfig
-
+def _towers(tokenizer, config: PretrainConfig, image_size: int, text_length: int) -> tuple[dict, dict]:
+    """Text and vision tower settings shared by both backbones: ``hidden_size`` wide, ``num_layers`` deep."""
     tower = {
         "hidden_size": config.hidden_size,
         "intermediate_size": 4 * config.hidden_size,
         "num_hidden_layers": config.num_layers,
         "num_attention_heads": config.num_heads,
     }
-    text = dict(tower, vocab_size=len(tokenizer), max_position_embeddings=77)
+    text = dict(tower, vocab_size=len(tokenizer), max_position_embeddings=text_length)
     text.update(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id
     )
-    vision = dict(tower, image_size=image_size, patch_size=config.patch_size)
+    return text, dict(tower, image_size=image_size, patch_size=config.patch_size)
+
+
+def world_clip_config(tokenizer, config: PretrainConfig, image_size: int = 32):
+    """The ``CLIPConfig`` of the world CLIP: two small towers of ``hidden_size`` with ``num_layers`` layers each."""
+    from transformers import CLIPConfig
+
+    text, vision = _towers(tokenizer, config, image_size, RECIPES["clip"].text_length)
     return CLIPConfig(
         text_config=text,
         vision_config=vision,
         projection_dim=config.projection_dim,
         logit_scale_init_value=math.log(config.train_logit_scale),
     )
+
+
+def world_siglip_config(tokenizer, config: PretrainConfig, image_size: int = 32):
+    """The ``SiglipConfig`` of the world SigLIP: the world CLIP's tower sizes, texts of a fixed length."""
+    from transformers import SiglipConfig
+
+    text, vision = _towers(tokenizer, config, image_size, RECIPES["siglip"].text_length)
+    return SiglipConfig(text_config=dict(text, projection_size=config.projection_dim), vision_config=vision)
 
 
 def image_processor(image_size: int = 32):
@@ -160,11 +183,72 @@ def multi_positive_loss(logits: torch.Tensor, matches: torch.Tensor) -> torch.Te
     return (image_to_text + text_to_image) / 2
 
 
+def sigmoid_loss(logits: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
+    """SigLIP's pairwise logistic loss: every (image, caption) pair is a binary match, summed over captions and
+    averaged over images (the SigLIP paper's normalisation); every true caption is a positive."""
+    signs = matches.float() * 2 - 1
+    return -F.logsigmoid(signs * logits).sum(1).mean()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What differs between the world CLIP and the world SigLIP (everything else is shared).
+
+    Attributes:
+        model_class: the transformers class trained.
+        build_config: ``(tokenizer, PretrainConfig, image_size) -> config`` of that class.
+        loss: ``(logits, matches) -> loss``, logits ``(images, captions)``.
+        text_length: the text tower's positions (``max_position_embeddings``); SigLIP pads every text to it.
+        learn_scale: whether the logit scale (and bias) train; otherwise the scale is held at ``train_logit_scale``.
+        init_scale_bias: the initial logit scale and bias of a learned pair, or None.
+    """
+
+    model_class: str
+    build_config: object
+    loss: object
+    text_length: int
+    learn_scale: bool
+    init_scale_bias: tuple[float, float] | None = None
+
+
+#: The longest text of the world: a caption is at most 12 tokens and the demo's CoOp prompt 20 ([BOS], 16 context
+#: tokens, the name, ".", [EOS]); SigLIP's fixed length is that rounded up to a multiple of 8.
+SIGLIP_TEXT_LENGTH = 24
+RECIPES: dict[str, Recipe] = {
+    "clip": Recipe("CLIPModel", world_clip_config, multi_positive_loss, 77, learn_scale=False),
+    "siglip": Recipe(
+        "SiglipModel", world_siglip_config, sigmoid_loss, SIGLIP_TEXT_LENGTH, True, (math.log(10.0), -10.0)
+    ),
+}
+
+
+def text_inputs(model, tokenizer, texts) -> dict:
+    """Tokenised ``texts`` as ``model``'s text tower takes them: padded to the longest with a mask (CLIP), or to the
+    backbone's fixed length with no mask (SigLIP), as :mod:`peft_dor.prompting.backbone` records."""
+    from ..prompting.backbone import text_rules
+
+    length = text_rules(model).fixed_length
+    if length is None:
+        return dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    text = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    return {"input_ids": text["input_ids"]}
+
+
+def logits_of(model, image_features: torch.Tensor, text_features: torch.Tensor, scale=None) -> torch.Tensor:
+    """``scale * cos (+ bias)`` of normalised features, with the model's bias where it has one."""
+    from ..prompting.backbone import logit_bias
+
+    scale = model.logit_scale.exp() if scale is None else scale
+    logits = scale * image_features @ text_features.t()
+    bias = logit_bias(model)
+    return logits if bias is None else logits + bias
+
+
 def _rng(seed: int, tag: int, step: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, tag, step]))
 
 
-def training_batch(world: World, config: PretrainConfig, step: int, tokenizer):
+def training_batch(world: World, config: PretrainConfig, step: int, tokenizer, model):
     """Images, tokenised captions and the match matrix of training step ``step`` (a pure function of the seed)."""
     rng = _rng(config.seed, _TRAIN_TAG, step)
     nouns = [world.nouns[i] for i in rng.integers(len(world.nouns), size=config.batch_size)]
@@ -175,8 +259,7 @@ def training_batch(world: World, config: PretrainConfig, step: int, tokenizer):
     ]
     constraints = np.stack([caption_constraints(world, c) for c in captions])
     matches = match_matrix(_codes(world, nouns, sizes), constraints)
-    text = tokenizer(captions, padding=True, return_tensors="pt")
-    return pixel_values(images), text, torch.from_numpy(matches)
+    return pixel_values(images), text_inputs(model, tokenizer, captions), torch.from_numpy(matches)
 
 
 def held_out_set(world: World, per_noun: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +276,7 @@ def zero_shot_similarities(model, tokenizer, nouns, pixels: torch.Tensor, templa
     """Cosine similarities ``(N images, C nouns)`` of the images to ``template`` prompts of ``nouns``."""
     was_training = model.training
     model.eval()
-    text = tokenizer([template.format(n) for n in nouns], padding=True, return_tensors="pt")
+    text = text_inputs(model, tokenizer, [template.format(n) for n in nouns])
     text_features = F.normalize(model.get_text_features(**text).pooler_output, dim=-1)
     image_features = torch.cat(
         [
@@ -221,6 +304,23 @@ def fit_logit_scale(similarities: torch.Tensor, labels: torch.Tensor) -> float:
     return log_scale.detach().exp().item()
 
 
+def fit_logit_bias(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The bias minimising the pairwise sigmoid NLL of ``logits + bias`` (each image matches its label only)."""
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+    logits = logits.double()
+    targets = F.one_hot(labels, logits.shape[1]).double()
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(logits + bias, targets, reduction="sum") / len(logits)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return bias.detach().item()
+
+
 def _lr(step: int, config: PretrainConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
@@ -231,13 +331,15 @@ def _lr(step: int, config: PretrainConfig) -> float:
 def pretrain(
     output_dir: str | os.PathLike, config: PretrainConfig | None = None, overwrite: bool = False, progress=True
 ):
-    """Pre-train a world CLIP and save it, with its tokenizer, processor and ``world.json``, to ``output_dir``.
+    """Pre-train a world CLIP (or SigLIP: ``config.backbone``) and save it, with its tokenizer, processor and
+    ``world.json``, to ``output_dir``.
 
     Returns:
-        The run's log: settings, the held-out zero-shot curve, the fitted logit scale and the final held-out metrics.
+        The run's log: settings, the held-out zero-shot curve, the fitted logit scale (SigLIP: also the learned
+        scale and bias and the fitted bias) and the final held-out metrics.
     """
+    import transformers
     from tqdm.auto import tqdm
-    from transformers import CLIPModel
 
     config = config or PretrainConfig()
     output_dir = Path(output_dir)
@@ -249,9 +351,15 @@ def pretrain(
         torch.set_num_threads(config.threads)
     world = build_world(config.world_seed)
     tokenizer = build_single_token_tokenizer(world.words)
+    recipe = RECIPES[config.backbone]
     torch.manual_seed(config.seed)
-    model = CLIPModel(world_clip_config(tokenizer, config, world.image_size))
-    model.logit_scale.requires_grad_(False)  # fixed temperature during pre-training
+    model = getattr(transformers, recipe.model_class)(recipe.build_config(tokenizer, config, world.image_size))
+    if recipe.learn_scale:
+        with torch.no_grad():
+            model.logit_scale.fill_(recipe.init_scale_bias[0])
+            model.logit_bias.fill_(recipe.init_scale_bias[1])
+    else:
+        model.logit_scale.requires_grad_(False)  # fixed temperature during pre-training
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -262,16 +370,16 @@ def pretrain(
     held_pixels, held_labels = held_out_set(world, config.held_out_per_noun, config.seed)
     curve = []
     start = time.time()
-    bar = tqdm(range(config.steps), desc="pre-training the world CLIP", disable=not progress)
+    bar = tqdm(range(config.steps), desc=f"pre-training the world {recipe.model_class}", disable=not progress)
     model.train()
-    scale = config.train_logit_scale
+    fixed_scale = None if recipe.learn_scale else config.train_logit_scale
     for step in bar:
-        pixels, text, matches = training_batch(world, config, step, tokenizer)
+        pixels, text, matches = training_batch(world, config, step, tokenizer, model)
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
         image_features = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
         text_features = F.normalize(model.get_text_features(**text).pooler_output, dim=-1)
-        loss = multi_positive_loss(scale * image_features @ text_features.t(), matches)
+        loss = recipe.loss(logits_of(model, image_features, text_features, fixed_scale), matches)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -283,19 +391,27 @@ def pretrain(
             bar.set_postfix(loss=f"{loss.item():.3f}", zero_shot=f"{accuracy:.3f}")
             bar.write(json.dumps(curve[-1]))
     sims = zero_shot_similarities(model, tokenizer, world.nouns, held_pixels)
+    train_scale = model.logit_scale.exp().item() if recipe.learn_scale else config.train_logit_scale
     fitted = fit_logit_scale(sims, held_labels)
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(fitted))
     final = {
         "held_out_accuracy": float((sims.argmax(1) == held_labels).float().mean()),
-        "held_out_nll_at_train_scale": float(F.cross_entropy(scale * sims, held_labels)),
+        "held_out_nll_at_train_scale": float(F.cross_entropy(train_scale * sims, held_labels)),
         "held_out_nll_at_fitted_scale": float(F.cross_entropy(fitted * sims, held_labels)),
     }
+    fitted_bias = {}
+    if recipe.learn_scale:  # the bias that goes with the fitted scale, for the pairwise sigmoid
+        fitted_bias = {"learned_logit_scale": train_scale, "learned_logit_bias": model.logit_bias.item()}
+        fitted_bias["fitted_logit_bias"] = fit_logit_bias(fitted * sims, held_labels)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(fitted))
+        if fitted_bias:
+            model.logit_bias.fill_(fitted_bias["fitted_logit_bias"])
     log = {
         "config": asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "curve": curve,
         "fitted_logit_scale": fitted,
+        **fitted_bias,
         "final": final,
         "seconds": round(time.time() - start, 1),
         "torch_threads": torch.get_num_threads(),
@@ -309,6 +425,11 @@ def save_world_clip(output_dir: str | os.PathLike, model, tokenizer, world: Worl
     broken = multi_token_words(tokenizer, world.words)
     if broken:
         raise RuntimeError(f"World words that are not one token: {sorted(broken)}.")
+    from ..prompting.backbone import text_rules
+
+    length = text_rules(model).fixed_length
+    if length is not None:  # `padding="max_length"` then pads to the length the tower runs at, as SigLIP's tokenizer
+        tokenizer.model_max_length = length
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
@@ -321,12 +442,13 @@ def save_world_clip(output_dir: str | os.PathLike, model, tokenizer, world: Worl
 
 def parse_args(argv=None) -> tuple[str, PretrainConfig, bool]:
     parser = argparse.ArgumentParser(prog="python -m peft_dor.world.pretrain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", required=True, help="Folder to write the world CLIP to.")
+    parser.add_argument("--output_dir", required=True, help="Folder to write the world model to.")
     parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace a model already in output_dir.")
     defaults = PretrainConfig()
     for name, value in asdict(defaults).items():
         kind = int if name == "threads" else type(value)
-        parser.add_argument(f"--{name}", type=kind, default=value, help=f"(default: {value})")
+        choices = sorted(RECIPES) if name == "backbone" else None
+        parser.add_argument(f"--{name}", type=kind, default=value, choices=choices, help=f"(default: {value})")
     args = vars(parser.parse_args(argv))
     output_dir, overwrite = args.pop("output_dir"), args.pop("overwrite_output_dir")
     return output_dir, PretrainConfig(**args), overwrite

@@ -220,6 +220,12 @@ def world_clip_path() -> str:
     return str(Path(__file__).with_name("model"))
 
 
+def world_siglip_path() -> str:
+    """The folder of the shipped world SigLIP (``SiglipModel`` pre-trained with the sigmoid loss on the same world,
+    with the world's ``CLIPTokenizer`` and image processor; see docs/world.md)."""
+    return str(Path(__file__).with_name("model_siglip"))
+
+
 def load_world(path: str | os.PathLike | None = None) -> World:
     """The world a world CLIP folder was trained on (``world.json`` in ``path``; default :func:`world_clip_path`)."""
     folder = Path(path) if path is not None else Path(world_clip_path())
