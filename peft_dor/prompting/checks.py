@@ -79,3 +79,30 @@ def check_depth(value, argument: str, minimum: int = 1) -> None:
     """Raise ``ValueError`` naming ``argument`` unless ``value`` is an integer of at least ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"`{argument}` must be an integer >= {minimum}; got {value!r}.")
+
+
+def check_pixel_values(pixel_values, vision_config, backbone_name: str, argument: str = "pixel_values") -> None:
+    """Raise ``ValueError`` naming ``argument`` unless it is a ``(B, C, H, W)`` floating-point tensor with the
+    vision tower's channels and image size (``vision_config``'s ``num_channels`` and ``image_size``)."""
+    import torch
+
+    channels, size = int(getattr(vision_config, "num_channels", 3)), int(vision_config.image_size)
+    expected = f"(batch, {channels}, {size}, {size})"
+    fix = (
+        f"preprocess the images with the base model's {backbone_name} image processor "
+        "(AutoImageProcessor.from_pretrained(<base model>))"
+    )
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"`{argument}` must be a torch.Tensor {expected}; got {type(pixel_values).__name__}: {fix}.")
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"`{argument}` must hold floating-point pixel values {expected}; got dtype {pixel_values.dtype} "
+            f"(raw 0-255 images?): {fix}."
+        )
+    if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (channels, size, size):
+        channels_last = pixel_values.dim() == 4 and pixel_values.shape[-1:] == (channels,)
+        layout = " (channels last? use pixel_values.permute(0, 3, 1, 2))" if channels_last else ""
+        raise ValueError(
+            f"`{argument}` must be a 4-D tensor {expected}, channels first, at the model's image size; got shape "
+            f"{tuple(pixel_values.shape)}{layout}: {fix}."
+        )

@@ -18,7 +18,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .backbone import CLIP, SIGLIP, backbone, logit_bias, text_rules
-from .checks import check_class_names, check_template
+from .checks import check_class_names, check_pixel_values, check_template
 from .frozen import FrozenTextCache, autocast_key
 from .layers import PromptLayer, TextContextLayer
 from .text import TextPromptContext, TextTower
@@ -290,29 +290,7 @@ class PromptCLIP(nn.Module):
     def check_pixel_values(self, pixel_values, argument: str = "pixel_values") -> None:
         """Raise ``ValueError`` naming ``argument`` unless it is a ``(B, C, H, W)`` floating-point tensor with the
         vision tower's channels and image size (before transformers would fail with a shape error deep inside)."""
-        vision = self.clip.config.vision_config
-        channels, size = int(getattr(vision, "num_channels", 3)), int(vision.image_size)
-        expected = f"(batch, {channels}, {size}, {size})"
-        fix = "preprocess the images with the base model's CLIP image processor (CLIPImageProcessor)"
-        if not isinstance(pixel_values, torch.Tensor):
-            raise ValueError(
-                f"`{argument}` must be a torch.Tensor {expected}; got {type(pixel_values).__name__}: {fix}."
-            )
-        if not pixel_values.is_floating_point():
-            raise ValueError(
-                f"`{argument}` must hold floating-point pixel values {expected}; got dtype {pixel_values.dtype} "
-                f"(raw 0-255 images?): {fix}."
-            )
-        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (channels, size, size):
-            layout = (
-                " (channels last? use pixel_values.permute(0, 3, 1, 2))"
-                if pixel_values.shape[-1:] == (channels,) and pixel_values.dim() == 4
-                else ""
-            )
-            raise ValueError(
-                f"`{argument}` must be a 4-D tensor {expected}, channels first, at the model's image size; got shape "
-                f"{tuple(pixel_values.shape)}{layout}: {fix}."
-            )
+        check_pixel_values(pixel_values, self.clip.config.vision_config, backbone(self.clip).name, argument)
 
     def encode_image(
         self,

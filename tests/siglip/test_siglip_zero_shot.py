@@ -119,3 +119,9 @@ def test_dor_outlier_features_are_plain_siglip_text_features(tiny_siglip_path):
     with torch.no_grad():
         expected = F.normalize(siglip.get_text_features(input_ids=batch["input_ids"]).pooler_output, dim=-1)
     torch.testing.assert_close(features, expected, atol=1e-6, rtol=0)
+
+
+def test_bad_pixel_values_name_the_siglip_image_processor(tiny_siglip_path):
+    model = coop_at_init(tiny_siglip_path)
+    with pytest.raises(ValueError, match=r"`pixel_values` .*channels last.*SigLIP image processor"):
+        model(pixel_values=torch.rand(2, 32, 32, 3))
