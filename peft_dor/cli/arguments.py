@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,12 +331,13 @@ def parse_method_config(value: Any) -> dict[str, Any]:
     return parsed
 
 
-def _at_least(value: Any, bound: float, flag: str, fix: str, strict: bool = False) -> None:
+def _at_least(value: Any, bound: float, flag: str, fix: str | Callable[[], str], strict: bool = False) -> None:
+    """Refuse ``--flag value`` below ``bound``; ``fix`` may be a callable, evaluated only for the error."""
     if value is None:
         return
     if value < bound or (strict and value == bound):
         relation = ">" if strict else ">="
-        raise UsageError(f"--{flag} {value}: must be {relation} {bound:g}; {fix}.")
+        raise UsageError(f"--{flag} {value}: must be {relation} {bound:g}; {fix() if callable(fix) else fix}.")
 
 
 def _shipped_value_hint(method: str, flag: str) -> str:
@@ -357,7 +359,11 @@ def check_values(command: TrainCommand) -> None:
     _at_least(run.ece_bins, 1, "ece_bins", "the published tables use 10")
     _at_least(training.num_train_epochs, 0, "num_train_epochs", "the protocol trains 5 to 200 epochs", strict=True)
     _at_least(
-        training.learning_rate, 0, "learning_rate", _shipped_value_hint(run.method, "learning_rate"), strict=True
+        training.learning_rate,
+        0,
+        "learning_rate",
+        lambda: _shipped_value_hint(run.method, "learning_rate"),
+        strict=True,
     )
     _at_least(training.per_device_train_batch_size, 1, "per_device_train_batch_size", "or set --global_batch_size")
     if "{}" not in (dor.dor_template or ""):
